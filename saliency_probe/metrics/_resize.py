@@ -1,0 +1,152 @@
+"""Bilinear resizing as matrices, and the exact small-map algebra built on them (DESIGN section 4).
+
+Bilinear resizing with ``align_corners=False`` is linear and separable: ``S = U_h A U_w^T`` with
+``U_h`` of shape ``(H, h)`` and ``U_w`` of shape ``(W, w)``. Every "mean of the z-scored resized map over a
+set of pixels" is then a linear functional of the small map ``A``:
+
+- ``mean(S) = u_h^T A u_w / (H W)`` with ``u = U^T 1``;
+- ``E[S^2] = <G_h A G_w, A> / (H W)`` with ``G = U^T U``;
+- ``sum of S over the pixels weighted by M = <U_h^T M U_w, A>``.
+
+So the statistics are computed in float64 from ``A`` and the full-resolution map is never built.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Above this many nonzero pixels per (row of the small map), projecting a weight map densely is cheaper.
+_SPARSE_CHUNK = 16384
+
+
+def accumulation_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the statistics; float32 only where the device has no float64 (Apple MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_matrix_cpu(out_size: int, in_size: int) -> Tensor:
+    eye = torch.eye(in_size, dtype=torch.float64).unsqueeze(0)  # (1, in, in): channel j holds e_j
+    rows = F.interpolate(eye, size=out_size, mode="linear", align_corners=False)  # (1, in, out)
+    return rows[0].T.contiguous()  # (out, in)
+
+
+def resize_matrix(out_size: int, in_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The ``(out_size, in_size)`` matrix of 1-D linear resizing, ``align_corners=False``, as torch does it.
+
+    Built by resizing the identity with ``F.interpolate`` itself, so it follows torch's convention exactly
+    (including downsampling without antialiasing).
+    """
+    return _resize_matrix_cpu(out_size, in_size).to(device=device, dtype=dtype)
+
+
+def resize_bilinear(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize ``(..., h, w)`` maps to ``size`` bilinearly (``align_corners=False``); any batch shape."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    batch = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    if not flat.is_floating_point():
+        flat = flat.float()
+    out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    return out.reshape(*batch, *size)
+
+
+def constant_rtol(dtype: torch.dtype) -> float:
+    """Relative std below which a map counts as constant: a few units of rounding of its own precision.
+
+    A float64 map filled with 0.7 has a computed std of about 1e-16, not 0; a float32 map computed by a
+    network has rounding noise of about 1e-7 of its magnitude. Half-precision maps use float32's epsilon so
+    that coarse but real structure is not called constant.
+    """
+    eps = torch.finfo(torch.float64).eps if dtype == torch.float64 else torch.finfo(torch.float32).eps
+    return 8.0 * eps
+
+
+class MapStats:
+    """Mean and population std of the bilinearly resized maps, computed from the small maps.
+
+    Attributes (batch shape ``(...)`` of the input maps):
+        centered: ``A - mean(A)`` in the accumulation dtype, ``(..., h, w)`` (the map that is projected).
+        mean: mean of the resized centered map, ``(...)``.
+        std: population std of the resized map, 1 where the map is constant (safe denominator).
+        constant: True where the map is constant up to rounding noise.
+        small_size / full_size: ``(h, w)`` and ``(H, W)``.
+    """
+
+    def __init__(self, maps: Tensor, full_size: tuple[int, int]) -> None:
+        acc = accumulation_dtype(maps.device)
+        if maps.is_floating_point():
+            rtol = constant_rtol(maps.dtype)
+        else:
+            rtol = constant_rtol(torch.float64)
+        a = maps.to(acc)
+        h, w = a.shape[-2:]
+        H, W = full_size
+        if h > H or w > W:  # downsampling: resize directly, the map is then no larger than the target
+            a = resize_bilinear(a, (H, W))
+            h, w = H, W
+        self.small_size = (h, w)
+        self.full_size = (H, W)
+        self.centered = a - a.mean(dim=(-2, -1), keepdim=True)
+        if (h, w) == (H, W):
+            mean = self.centered.mean(dim=(-2, -1))
+            second = self.centered.square().mean(dim=(-2, -1))
+        else:
+            uh = resize_matrix(H, h, a.device, acc)
+            uw = resize_matrix(W, w, a.device, acc)
+            mean = torch.einsum("...hw,h,w->...", self.centered, uh.sum(0), uw.sum(0)) / (H * W)
+            mixed = (uh.T @ uh) @ self.centered @ (uw.T @ uw)
+            second = (mixed * self.centered).sum(dim=(-2, -1)) / (H * W)
+        var = (second - mean.square()).clamp_min(0.0)
+        scale = a.detach().abs().amax(dim=(-2, -1))
+        self.constant = var.detach().sqrt() <= rtol * scale
+        # A safe denominator: where() alone would still send NaN/inf gradients through sqrt(0).
+        self.std = torch.where(self.constant, torch.ones_like(var), var).sqrt()
+        self.mean = mean
+
+    def weighted_sums(self, projected: Tensor) -> Tensor:
+        """``sum_p weight_p * S'_p`` for projected weights ``(..., h, w)`` (broadcast against the maps)."""
+        return (self.centered * projected).sum(dim=(-2, -1))
+
+    def zscored_means(self, sums: Tensor, counts: Tensor) -> Tensor:
+        """Mean z-score over weighted pixel sets from their weighted sums and weight totals.
+
+        NaN where ``counts`` is 0; exactly 0 where the map is constant. Gradients are finite everywhere.
+        """
+        safe_counts = torch.where(counts > 0, counts, torch.ones_like(counts))
+        value = (sums / safe_counts - self.mean) / self.std
+        value = torch.where(self.constant, torch.zeros_like(value), value)
+        return torch.where(counts > 0, value, torch.full_like(value, float("nan")))
+
+
+def project_weights(weights: Tensor, small_size: tuple[int, int]) -> Tensor:
+    """``U_h^T M U_w`` for weight maps ``M`` of shape ``(N, H, W)``: the pixel set moved to the small map.
+
+    Uses the nonzero pixels when the maps are sparse (fixations: a few hundred pixels) and two matrix
+    products otherwise. Returns ``(N, h, w)`` in the accumulation dtype.
+    """
+    acc = accumulation_dtype(weights.device)
+    n, H, W = weights.shape
+    h, w = small_size
+    if (h, w) == (H, W):
+        return weights.to(acc)
+    uh = resize_matrix(H, h, weights.device, acc)
+    uw = resize_matrix(W, w, weights.device, acc)
+    nonzero = weights.nonzero(as_tuple=True)
+    count = nonzero[0].numel()
+    if count * h > n * H * W:  # dense is cheaper
+        return uh.T @ weights.to(acc) @ uw
+    out = torch.zeros(n * h * w, dtype=acc, device=weights.device)
+    values = weights[nonzero].to(acc)
+    idx, ys, xs = nonzero
+    for start in range(0, count, _SPARSE_CHUNK):
+        part = slice(start, start + _SPARSE_CHUNK)
+        contrib = values[part, None, None] * uh[ys[part], :, None] * uw[xs[part], None, :]  # (n_p, h, w)
+        target = (idx[part] * (h * w))[:, None] + torch.arange(h * w, device=weights.device)[None, :]
+        out.index_add_(0, target.reshape(-1), contrib.reshape(-1))
+    return out.reshape(n, h, w)

@@ -1,0 +1,161 @@
+"""The VGG-16 trunk shared by every model: layer table, weight loading and the freezing rule.
+
+The trunk is torchvision's ``vgg16().features`` up to the ReLU after conv5_3 (indices 0..29; no pool5), so state
+dict keys are ``features.<index>.weight`` exactly as in torchvision's VGG-16 and a torchvision state dict loads
+into it after dropping the classifier.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import VGG16_Weights, vgg16
+
+#: conv layer name -> index in ``torchvision.models.vgg16().features``; the in-place ReLU sits at index + 1.
+VGG16_CONV_LAYERS: dict[str, int] = {
+    "conv1_1": 0,
+    "conv1_2": 2,
+    "conv2_1": 5,
+    "conv2_2": 7,
+    "conv3_1": 10,
+    "conv3_2": 12,
+    "conv3_3": 14,
+    "conv4_1": 17,
+    "conv4_2": 19,
+    "conv4_3": 21,
+    "conv5_1": 24,
+    "conv5_2": 26,
+    "conv5_3": 28,
+}
+CONV_LAYER_NAMES: list[str] = list(VGG16_CONV_LAYERS)
+#: Spatial stride of each conv layer's output relative to the input.
+LAYER_STRIDE: dict[str, int] = {name: 2 ** int(name[4]) // 2 for name in CONV_LAYER_NAMES}
+LAYER_CHANNELS: dict[str, int] = {
+    name: {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[int(name[4])] for name in CONV_LAYER_NAMES
+}
+VALID_FINETUNE_LAYERS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5", "6", "all")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"
+#: features index of the ReLU after conv5_3: the trunk is ``features[:TRUNK_END]``.
+TRUNK_END = VGG16_CONV_LAYERS["conv5_3"] + 2
+
+
+def relu_node_name(layer: str) -> str:
+    """Name of the post-ReLU node of ``layer`` for ``torchvision.models.feature_extraction``."""
+    return f"features.{VGG16_CONV_LAYERS[layer] + 1}"
+
+
+def validate_layers(layers: list[str] | tuple[str, ...]) -> list[str]:
+    """Check probe layer names against the table; raise with the valid names otherwise."""
+    unknown = [name for name in layers if name not in VGG16_CONV_LAYERS]
+    if unknown:
+        raise ValueError(f"unknown VGG-16 layer(s) {unknown}; valid layers are {CONV_LAYER_NAMES}")
+    return list(layers)
+
+
+def parse_finetune_layers(value: int | str) -> int:
+    """Turn ``finetune.layers`` (0..6 or 'all'; Hydra gives ints or strings) into a count of conv layers."""
+    text = str(value).strip().lower()
+    if text not in VALID_FINETUNE_LAYERS:
+        raise ValueError(
+            f"finetune.layers={value!r} is not valid; choose one of {', '.join(VALID_FINETUNE_LAYERS)} "
+            "(the number of conv layers counted back from conv5_3 that are fine-tuned; 'all' = all 13)"
+        )
+    return len(CONV_LAYER_NAMES) if text == "all" else int(text)
+
+
+def trainable_conv_layers(value: int | str) -> list[str]:
+    """Names of the conv layers that train for ``finetune.layers=value`` (the last k, counted from conv5_3)."""
+    count = parse_finetune_layers(value)
+    return CONV_LAYER_NAMES[len(CONV_LAYER_NAMES) - count :] if count else []
+
+
+class VGGTrunk(nn.Module):
+    """VGG-16 conv1_1..conv5_3 with their ReLUs (no pool5); ``forward`` returns conv5_3 post-ReLU maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*list(vgg16(weights=None).features.children())[:TRUNK_END])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images)
+
+    def conv(self, layer: str) -> nn.Conv2d:
+        """The ``nn.Conv2d`` of a named layer."""
+        return self.features[VGG16_CONV_LAYERS[layer]]
+
+    def set_trainable(self, finetune_layers: int | str) -> list[str]:
+        """Apply the static freezing rule; return the trainable layer names."""
+        trainable = set(trainable_conv_layers(finetune_layers))
+        for name in CONV_LAYER_NAMES:
+            for parameter in self.conv(name).parameters():
+                parameter.requires_grad_(name in trainable)
+        return [name for name in CONV_LAYER_NAMES if name in trainable]
+
+
+def _torch_hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def load_vgg16_state_dict(weights: str) -> dict[str, torch.Tensor]:
+    """Load a VGG-16 state dict from a torchvision enum name (``IMAGENET1K_V1``) or a local file.
+
+    Offline and without the cached file, fail at once naming the file torchvision looks for and where.
+    """
+    path = Path(os.path.expanduser(str(weights)))
+    if path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone.weights: no VGG-16 state_dict file at {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - re-raised with the file name
+            raise ValueError(f"backbone.weights: {path} is not a loadable VGG-16 state_dict ({error})") from error
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        return state
+    name = str(weights).split(".")[-1]
+    try:
+        enum = VGG16_Weights[name]
+    except KeyError:
+        valid = ", ".join(w.name for w in VGG16_Weights)
+        raise ValueError(
+            f"backbone.weights={weights!r} is neither a file nor a torchvision VGG16_Weights name ({valid})"
+        ) from None
+    file_name = Path(enum.url).name
+    cached = _torch_hub_checkpoint_dir() / file_name
+    if not cached.is_file() and os.environ.get("SALIENCY_PROBE_ALLOW_DOWNLOAD", "0") != "1":
+        raise FileNotFoundError(
+            f"pretrained weights {enum} need {file_name}, which is not in {cached.parent} "
+            f"(torchvision's cache, $TORCH_HOME/hub/checkpoints). This machine cannot download it: copy "
+            f"{file_name} there, pass backbone.weights=/path/to/{file_name}, or set "
+            "SALIENCY_PROBE_ALLOW_DOWNLOAD=1 where the network is available."
+        )
+    return enum.get_state_dict(progress=False, check_hash=True)
+
+
+def build_trunk(weights: str | None = None) -> VGGTrunk:
+    """The trunk with random initialisation (``weights=None``) or with VGG-16 weights loaded (see above)."""
+    trunk = VGGTrunk()
+    if weights is None or str(weights).lower() in {"none", "null", "random", ""}:
+        return trunk
+    state = load_vgg16_state_dict(str(weights))
+    features = {
+        key.removeprefix("trunk.").removeprefix("features."): value
+        for key, value in state.items()
+        if key.startswith(("features.", "trunk.features."))
+    }
+    if not features:
+        raise ValueError(
+            f"backbone.weights={weights}: no 'features.*' keys found; expected a torchvision VGG-16 state_dict"
+        )
+    expected = set(trunk.features.state_dict())
+    kept = {key: value for key, value in features.items() if key in expected}
+    missing = sorted(expected - set(kept))
+    if missing:
+        raise ValueError(f"backbone.weights={weights}: VGG-16 state_dict lacks {missing[:4]}...")
+    trunk.features.load_state_dict(kept)
+    return trunk

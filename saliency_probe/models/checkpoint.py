@@ -1,0 +1,101 @@
+"""Checkpoint format: Lightning checkpoints of plain containers plus a ``saliency_probe`` metadata block.
+
+``torch.load(path, weights_only=True)`` loads every checkpoint the framework writes; a file that needs
+unpickling of arbitrary objects is refused, so a checkpoint from elsewhere cannot run code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from saliency_probe.models.backbone import CONV_LAYER_NAMES, VGGTrunk
+
+FORMAT_VERSION = 1
+METADATA_KEY = "saliency_probe"
+
+
+class CheckpointMetadataMixin:
+    """Adds the framework's metadata block (task, run name, resolved config) to every saved checkpoint."""
+
+    task: str = "unknown"
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # Lightning hook
+        hparams = dict(getattr(self, "hparams", {}))
+        checkpoint[METADATA_KEY] = {
+            "format_version": FORMAT_VERSION,
+            "task": self.task,
+            "run_name": hparams.get("run_name"),
+            "finetune_layers": str(hparams.get("finetune_layers")),
+            "trunk_layers": list(CONV_LAYER_NAMES),
+            "config": hparams.get("config") or {},
+        }
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What the probe needs from a checkpoint: its metadata and state dict."""
+
+    path: Path
+    metadata: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    hyper_parameters: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.metadata["task"])
+
+    @property
+    def run_name(self) -> str:
+        return str(self.metadata.get("run_name") or self.path.stem)
+
+    def trunk(self) -> VGGTrunk:
+        """The trunk with this checkpoint's weights (keys ``trunk.features.*``)."""
+        trunk = VGGTrunk()
+        prefix = "trunk."
+        state = {key[len(prefix) :]: value for key, value in self.state_dict.items() if key.startswith(prefix)}
+        missing, unexpected = trunk.load_state_dict(state, strict=False)
+        if missing:
+            raise ValueError(f"checkpoint {self.path} lacks trunk weights {missing[:4]}...")
+        return trunk
+
+    def saliency_head(self) -> nn.Conv2d | None:
+        """The 1x1 head of a saliency checkpoint, or None for other tasks."""
+        if "head.weight" not in self.state_dict:
+            return None
+        weight = self.state_dict["head.weight"]
+        head = nn.Conv2d(weight.shape[1], weight.shape[0], kernel_size=1, bias=False)
+        head.weight.data.copy_(weight)
+        return head
+
+
+def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Load and validate a framework checkpoint safely; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as error:
+        raise ValueError(
+            f"checkpoint {path} cannot be loaded with torch.load(weights_only=True): it is not a saliency_probe "
+            f"checkpoint or it holds objects that would run code when unpickled ({str(error).splitlines()[0]})"
+        ) from error
+    except Exception as error:  # noqa: BLE001 - any other failure: corrupt or foreign file
+        raise ValueError(f"checkpoint {path} is not a loadable checkpoint ({error})") from error
+    if not isinstance(payload, dict) or METADATA_KEY not in payload or "state_dict" not in payload:
+        raise ValueError(
+            f"checkpoint {path} is not a saliency_probe checkpoint (no '{METADATA_KEY}' block or state_dict); "
+            "for plain VGG-16 weights use backbone.weights=<file> instead of ckpt"
+        )
+    return LoadedCheckpoint(
+        path=path,
+        metadata=dict(payload[METADATA_KEY]),
+        state_dict=payload["state_dict"],
+        hyper_parameters=dict(payload.get("hyper_parameters", {})),
+    )

@@ -1,0 +1,50 @@
+"""Run naming, config printing and seeding shared by train.py and probe.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+
+def output_dir() -> Path:
+    """This job's Hydra output folder (the current folder outside Hydra)."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path.cwd()
+
+
+def run_identity(default_name: str) -> tuple[str, str | None]:
+    """(run name, sweep group): the name is the job's overrides; multirun jobs share the sweep folder as group."""
+    if not HydraConfig.initialized():
+        return default_name, None
+    hydra_cfg = HydraConfig.get()
+    name = hydra_cfg.job.override_dirname or default_name
+    group = None
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        group = f"sweep-{Path(hydra_cfg.sweep.dir).name}"
+    return name, group
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain containers (safe for checkpoints and W&B)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+@rank_zero_only
+def print_config_tree(cfg: DictConfig, title: str = "config") -> None:
+    """Print the composed config as a rich tree, one branch per group."""
+    from rich import print as rich_print
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree(title, guide_style="dim")
+    for key, value in cfg.items():
+        branch = tree.add(str(key), style="bold")
+        text = OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
+        branch.add(Syntax(text, "yaml"))
+    rich_print(tree)

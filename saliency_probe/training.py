@@ -1,0 +1,118 @@
+"""The training job behind ``train.py``: compose from config, fit, write ``summary.json``."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import Logger, WandbLogger
+
+from saliency_probe.io_utils import write_json
+from saliency_probe.models.backbone import parse_finetune_layers
+from saliency_probe.run_context import output_dir, print_config_tree, run_identity, to_plain
+
+log = logging.getLogger(__name__)
+
+
+def build_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
+    """Instantiate every callback of the ``callbacks`` group (entries set to null are skipped)."""
+    if not callbacks_cfg:
+        return []
+    return [instantiate(entry) for entry in callbacks_cfg.values() if entry and entry.get("_target_")]
+
+
+def build_logger(logger_cfg: DictConfig | None, run_dir: Path, name: str, group: str | None, job_type: str) -> Logger | None:
+    """Instantiate the ``logger`` group; W&B runs are named by the overrides and grouped by sweep."""
+    if not logger_cfg or not logger_cfg.get("_target_"):
+        return None
+    target = str(logger_cfg._target_)
+    if target.endswith("WandbLogger"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return instantiate(logger_cfg, save_dir=str(run_dir), name=name, group=group, job_type=job_type)
+    return instantiate(logger_cfg, save_dir=str(run_dir))
+
+
+def count_trainable_parameters(module: torch.nn.Module) -> int:
+    """Exact number of parameters that the optimizer updates."""
+    return sum(parameter.numel() for parameter in module.parameters() if parameter.requires_grad)
+
+
+def _plain_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    plain = {}
+    for key, value in metrics.items():
+        number = float(value.detach().cpu()) if isinstance(value, torch.Tensor) else float(value)
+        plain[key] = number if math.isfinite(number) else float("nan")
+    return plain
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job and return its summary (also written to ``<output dir>/summary.json``)."""
+    finetune_layers = cfg.finetune.layers
+    parse_finetune_layers(finetune_layers)  # fail before any work, listing the valid values
+    if cfg.get("print_config"):
+        print_config_tree(cfg, title=f"train.py ({cfg.task.name})")
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    run_dir = output_dir()
+    name, group = run_identity(default_name=f"{cfg.task.name}-layers{finetune_layers}")
+
+    datamodule = instantiate(cfg.data, _recursive_=False)
+    module = instantiate(cfg.task.module, config=to_plain(cfg), run_name=name, _recursive_=False, _convert_="all")
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    logger = build_logger(cfg.get("logger"), run_dir, name, group, job_type=str(cfg.task.name))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger else False)
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        summary = _summarise(cfg, trainer, module, datamodule, run_dir, name, group)
+        if trainer.is_global_zero:
+            write_json(run_dir / "summary.json", summary)
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(
+                    {"trainable_params": summary["trainable_params"], **summary["metrics"]}
+                )
+        return summary
+    finally:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            wandb.finish()
+
+
+def _summarise(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    datamodule: Any,
+    run_dir: Path,
+    name: str,
+    group: str | None,
+) -> dict[str, Any]:
+    checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+    metrics = _plain_metrics({k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+    summary: dict[str, Any] = {
+        "task": str(cfg.task.name),
+        "finetune_layers": str(cfg.finetune.layers),
+        "trainable_params": count_trainable_parameters(module),
+        "metrics": metrics,
+        "best_checkpoint": str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else None,
+        "last_checkpoint": str(Path(checkpoint.last_model_path).resolve()) if checkpoint and checkpoint.last_model_path else None,
+        "run_name": name,
+        "group": group,
+        "seed": int(cfg.seed),
+        "epochs": int(trainer.current_epoch),
+        "output_dir": str(run_dir.resolve()),
+    }
+    extra = getattr(datamodule, "summary", None)
+    if callable(extra):
+        summary["data"] = extra()
+    task_extra = getattr(module, "summary_extra", None)
+    if callable(task_extra):
+        summary.update(task_extra())
+    return summary

@@ -1,0 +1,44 @@
+"""Shared fixtures: a small synthetic data set in the real formats, paths, W&B disabled."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OSIE_ROOT = REPO_ROOT.parent / "shared" / "data" / "osie"
+
+#: Sizes of the small synthetic set the tests share (the generator's keyword arguments).
+SMALL_SYNTHETIC = {
+    "seed": 0,
+    "num_train": 12,
+    "num_val": 6,
+    "num_probe": 8,
+    "salicon_hw": (96, 128),
+    "osie_hw": (120, 160),
+    "num_observers": 6,
+}
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic data set, generated once per test session."""
+    from saliency_probe.data.synthetic import ensure_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    ensure_synthetic(root, **SMALL_SYNTHETIC)
+    return root
+
+
+@pytest.fixture(scope="session")
+def osie_root() -> Path:
+    """The real OSIE data set beside the repository; tests using it skip when it is absent."""
+    if not (OSIE_ROOT / "data" / "eye" / "fixations.mat").is_file():
+        pytest.skip(f"real OSIE data not found at {OSIE_ROOT}")
+    return OSIE_ROOT
