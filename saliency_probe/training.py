@@ -63,7 +63,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     name, group = run_identity(default_name=f"{cfg.task.name}-layers{finetune_layers}")
 
     datamodule = instantiate(cfg.data, _recursive_=False)
-    module = instantiate(cfg.task.module, config=to_plain(cfg), run_name=name, _recursive_=False, _convert_="all")
+    data_kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
+    module = instantiate(
+        cfg.task.module, config=to_plain(cfg), run_name=name, **data_kwargs, _recursive_=False, _convert_="all"
+    )
     callbacks = build_callbacks(cfg.get("callbacks"))
     logger = build_logger(cfg.get("logger"), run_dir, name, group, job_type=str(cfg.task.name))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger else False)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Above this many nonzero pixels per (row of the small map), projecting a weight map densely is cheaper.
+# Nonzero pixels projected at once on the sparse path (bounds the (chunk, h, w) temporary).
 _SPARSE_CHUNK = 16384
 
 
@@ -76,14 +76,18 @@ class MapStats:
         std: population std of the resized map, 1 where the map is constant (safe denominator).
         constant: True where the map is constant up to rounding noise.
         small_size / full_size: ``(h, w)`` and ``(H, W)``.
+
+    ``rtol_dtype`` is the precision the maps were made in (default: their dtype), which sets the rounding
+    noise tolerated in a "constant" map.
     """
 
-    def __init__(self, maps: Tensor, full_size: tuple[int, int]) -> None:
+    def __init__(
+        self, maps: Tensor, full_size: tuple[int, int], rtol_dtype: torch.dtype | None = None
+    ) -> None:
         acc = accumulation_dtype(maps.device)
-        if maps.is_floating_point():
-            rtol = constant_rtol(maps.dtype)
-        else:
-            rtol = constant_rtol(torch.float64)
+        if rtol_dtype is None:
+            rtol_dtype = maps.dtype if maps.is_floating_point() else torch.float64
+        rtol = constant_rtol(rtol_dtype)
         a = maps.to(acc)
         h, w = a.shape[-2:]
         H, W = full_size
@@ -113,14 +117,17 @@ class MapStats:
         """``sum_p weight_p * S'_p`` for projected weights ``(..., h, w)`` (broadcast against the maps)."""
         return (self.centered * projected).sum(dim=(-2, -1))
 
-    def zscored_means(self, sums: Tensor, counts: Tensor) -> Tensor:
+    def zscored_means(self, sums: Tensor, counts: Tensor, trailing: int = 0) -> Tensor:
         """Mean z-score over weighted pixel sets from their weighted sums and weight totals.
 
+        ``trailing`` extra dimensions of ``sums`` (e.g. regions) follow the maps' batch dimensions.
         NaN where ``counts`` is 0; exactly 0 where the map is constant. Gradients are finite everywhere.
         """
+        shape = (*self.mean.shape, *([1] * trailing))
+        mean, std, constant = self.mean.reshape(shape), self.std.reshape(shape), self.constant.reshape(shape)
         safe_counts = torch.where(counts > 0, counts, torch.ones_like(counts))
-        value = (sums / safe_counts - self.mean) / self.std
-        value = torch.where(self.constant, torch.zeros_like(value), value)
+        value = (sums / safe_counts - mean) / std
+        value = torch.where(constant, torch.zeros_like(value), value)
         return torch.where(counts > 0, value, torch.full_like(value, float("nan")))
 
 
@@ -141,12 +148,11 @@ def project_weights(weights: Tensor, small_size: tuple[int, int]) -> Tensor:
     count = nonzero[0].numel()
     if count * h > n * H * W:  # dense is cheaper
         return uh.T @ weights.to(acc) @ uw
-    out = torch.zeros(n * h * w, dtype=acc, device=weights.device)
+    out = torch.zeros(n, h * w, dtype=acc, device=weights.device)
     values = weights[nonzero].to(acc)
     idx, ys, xs = nonzero
     for start in range(0, count, _SPARSE_CHUNK):
         part = slice(start, start + _SPARSE_CHUNK)
         contrib = values[part, None, None] * uh[ys[part], :, None] * uw[xs[part], None, :]  # (n_p, h, w)
-        target = (idx[part] * (h * w))[:, None] + torch.arange(h * w, device=weights.device)[None, :]
-        out.index_add_(0, target.reshape(-1), contrib.reshape(-1))
+        out.index_add_(0, idx[part], contrib.reshape(-1, h * w))
     return out.reshape(n, h, w)

@@ -1,0 +1,188 @@
+"""SALICON images paired with scene labels (SALICON-SAL-SCE style) for the scene-recognition task."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from saliency_probe.data.salicon import SaliconDataset
+from saliency_probe.data.scenes import class_weights, read_scene_labels
+from saliency_probe.data.synthetic import ensure_synthetic
+
+
+def stratified_split(labels: list[str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of a train/val split that keeps every class's share (at least one of each class in train)."""
+    rng = np.random.default_rng(seed)
+    train: list[int] = []
+    val: list[int] = []
+    for name in sorted(set(labels)):
+        members = [i for i, label in enumerate(labels) if label == name]
+        rng.shuffle(members)
+        n_val = int(round(len(members) * val_fraction))
+        n_val = min(n_val, len(members) - 1)
+        val.extend(members[:n_val])
+        train.extend(members[n_val:])
+    return sorted(train), sorted(val)
+
+
+def _read_split_column(path: Path) -> dict[str, str] | None:
+    """The optional ``split`` column of the label file (train/val per image), or None when absent."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "split" not in reader.fieldnames:
+            return None
+        return {row["image"]: row["split"].strip() for row in reader}
+
+
+class LabelledImages(Dataset):
+    """Items of SALICON datasets with an integer scene ``label`` added."""
+
+    def __init__(self, source: Dataset, indices: list[int], labels: list[int]) -> None:
+        self.source = source
+        self.indices = indices
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.source[self.indices[index]])
+        item["label"] = torch.tensor(self.labels[index], dtype=torch.long)
+        return item
+
+
+class SaliconScenesDataModule(pl.LightningDataModule):
+    """SALICON images (both splits) with scene labels; classes under ``min_images_per_class`` are dropped.
+
+    The split comes from the label file's optional ``split`` column, else a stratified split of the labelled
+    images (``val_fraction``, seeded). ``class_names``, ``class_counts`` and ``class_weights`` (``n / (K n_c)``,
+    from the training split) are known after ``setup`` and passed to the scene module.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        labels_file: str | None = None,
+        image_size: int = 224,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        edition: str = "2017",
+        min_images_per_class: int = 50,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        on_error: str = "raise",
+        synthetic: bool = False,
+        num_train: int | None = None,
+        num_val: int | None = None,
+        num_probe: int | None = None,
+        salicon_hw: tuple[int, int] | None = None,
+        osie_hw: tuple[int, int] | None = None,
+        num_observers: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser().absolute()
+        self.labels_file = Path(labels_file) if labels_file else self.root / "scenes.csv"
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.edition = edition
+        self.min_images_per_class = min_images_per_class
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.on_error = on_error
+        self.synthetic = synthetic
+        self.synthetic_sizes = {
+            "num_train": num_train,
+            "num_val": num_val,
+            "num_probe": num_probe,
+            "salicon_hw": tuple(salicon_hw) if salicon_hw else None,
+            "osie_hw": tuple(osie_hw) if osie_hw else None,
+            "num_observers": num_observers,
+        }
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    @property
+    def salicon_root(self) -> Path:
+        return self.root / "salicon" if self.synthetic else self.root
+
+    def prepare_data(self) -> None:
+        if self.synthetic:
+            sizes = {key: value for key, value in self.synthetic_sizes.items() if value is not None}
+            ensure_synthetic(self.root, seed=self.seed, **sizes)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.prepare_data()
+        splits = [
+            SaliconDataset(self.salicon_root, split, image_size=self.image_size, edition=self.edition,
+                           on_error=self.on_error)
+            for split in ("train", "val")
+        ]
+        source = ConcatDataset(splits)
+        stems = [stem for dataset in splits for stem in dataset.stems]
+        labels = read_scene_labels(self.labels_file, known_stems=stems, min_images_per_class=self.min_images_per_class)
+        self.scene_labels = labels
+        self.class_names = list(labels.classes)
+        if len(self.class_names) < 2:
+            raise ValueError(
+                f"{self.labels_file}: fewer than 2 scene classes keep >= {self.min_images_per_class} images "
+                f"(dropped: {labels.dropped_classes}); lower data.min_images_per_class"
+            )
+        index_of = {name: i for i, name in enumerate(self.class_names)}
+        labelled = [(i, labels.labels[stem]) for i, stem in enumerate(stems) if stem in labels.labels]
+        given = _read_split_column(self.labels_file)
+        if given is not None:
+            train_idx = [k for k, (i, _) in enumerate(labelled) if given.get(stems[i]) == "train"]
+            val_idx = [k for k, (i, _) in enumerate(labelled) if given.get(stems[i]) == "val"]
+        else:
+            train_idx, val_idx = stratified_split([name for _, name in labelled], self.val_fraction, self.seed)
+        train_names = [labelled[k][1] for k in train_idx]
+        self.class_counts = {name: train_names.count(name) for name in self.class_names}
+        weights = class_weights(train_names, self.class_names)
+        self.class_weight_values = [float(weights[name]) for name in self.class_names]
+
+        def subset(keys: list[int]) -> LabelledImages:
+            return LabelledImages(source, [labelled[k][0] for k in keys], [index_of[labelled[k][1]] for k in keys])
+
+        self.train_set = subset(train_idx)
+        self.val_set = subset(val_idx)
+
+    def module_kwargs(self) -> dict[str, Any]:
+        """What the scene module needs from the data: class names, weights and counts."""
+        self.setup("fit")
+        return {
+            "class_names": self.class_names,
+            "class_weights": self.class_weight_values,
+            "class_counts": self.class_counts,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "labels_file": str(self.labels_file),
+            "num_train": len(self.train_set or []),
+            "num_val": len(self.val_set or []),
+            "dropped_classes": dict(self.scene_labels.dropped_classes),
+            "unknown_images": len(self.scene_labels.unknown_images),
+            "edition": self.edition,
+        }
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("SaliconScenesDataModule.setup() has not run")
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          generator=generator if shuffle else None, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

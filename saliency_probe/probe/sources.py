@@ -1,0 +1,214 @@
+"""The trunks a probe run compares: checkpoints, a training sweep, backbone weights and the random control.
+
+``resolve_sources`` turns the config keys ``ckpt`` (a path or a list), ``sweep`` (a training multirun folder)
+and ``backbone.weights`` into named :class:`TrunkSource` s. Checkpoints are validated up front (a bad third
+checkpoint fails before the first is probed) and loaded again, one at a time, when probed, so memory holds
+one model at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saliency_probe.models.backbone import VGGTrunk, build_trunk
+from saliency_probe.models.checkpoint import LoadedCheckpoint, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+RANDOM_NAME = "random-init"
+SWEEP_LAYOUT = "<sweep>/<job number>/summary.json (written by `python train.py -m ...`)"
+
+
+@dataclass(frozen=True)
+class TrunkSource:
+    """One model of the comparison.
+
+    Attributes:
+        name: the model's name in every table (a checkpoint's run name, the weights' name, ``random-init``).
+        kind: ``checkpoint``, ``weights`` or ``random``.
+        path: the checkpoint file (``kind == "checkpoint"``).
+        weights: the ``backbone.weights`` value (``kind == "weights"``).
+        seed: initialisation seed of a random trunk.
+        control: True for controls added beside the requested models (the random-initialisation trunk).
+        info: what is known about the model (task, fine-tuned layers, sweep job number, overrides).
+    """
+
+    name: str
+    kind: str
+    path: Path | None = None
+    weights: str | None = None
+    seed: int = 0
+    control: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint(self) -> LoadedCheckpoint | None:
+        """The loaded checkpoint (task, saliency head, metadata) or None for weights and random trunks."""
+        return load_checkpoint(self.path) if self.kind == "checkpoint" and self.path is not None else None
+
+    def trunk(self) -> VGGTrunk:
+        """Build the trunk in eval mode."""
+        if self.kind == "checkpoint":
+            loaded = self.checkpoint()
+            assert loaded is not None
+            trunk = loaded.trunk()
+        elif self.kind == "weights":
+            trunk = build_trunk(self.weights)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                trunk = build_trunk(None)
+        return trunk.eval()
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [str(value)] if str(value).strip() else []
+    return [str(item) for item in value if item is not None and str(item).strip()]
+
+
+def is_random_weights(weights: Any) -> bool:
+    """True for the spellings of "no pretrained weights" (``null``, ``none``, ``random``)."""
+    return weights is None or str(weights).strip().lower() in {"", "none", "null", "random"}
+
+
+def weights_name(weights: Any) -> str:
+    """Display name of ``backbone.weights``: the enum name, a file's stem, or ``random-init``."""
+    if is_random_weights(weights):
+        return RANDOM_NAME
+    text = str(weights)
+    path = Path(text).expanduser()
+    if path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.exists():
+        return path.stem
+    return text.split(".")[-1]
+
+
+def checkpoint_source(path: str | Path, info: dict[str, Any] | None = None, name: str | None = None) -> TrunkSource:
+    """Validate a checkpoint (safe load, ours, has trunk weights) and describe it."""
+    loaded = load_checkpoint(Path(path).expanduser())
+    if not any(key.startswith("trunk.features.") for key in loaded.state_dict):
+        raise ValueError(
+            f"checkpoint {loaded.path} has no trunk weights (keys 'trunk.features.*'); "
+            "expected a checkpoint written by `python train.py`"
+        )
+    details = {
+        "task": loaded.task,
+        "finetune_layers": str(loaded.metadata.get("finetune_layers")),
+        "checkpoint": str(loaded.path.resolve()),
+        **(info or {}),
+    }
+    return TrunkSource(name=name or loaded.run_name, kind="checkpoint", path=loaded.path, info=details)
+
+
+def _job_number(folder: Path) -> tuple[int, str]:
+    return (int(folder.name), folder.name) if folder.name.isdigit() else (1 << 30, folder.name)
+
+
+def sweep_jobs(sweep: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """``(job folder, summary)`` of every job of a training multirun folder, sorted by job number."""
+    root = Path(sweep).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {root}; expected {SWEEP_LAYOUT}")
+    files = sorted(root.glob("*/summary.json")) or sorted(root.rglob("summary.json"))
+    if not files:
+        raise FileNotFoundError(f"no summary.json under {root}; expected {SWEEP_LAYOUT}")
+    missing = [p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit() and not (p / "summary.json").is_file()]
+    if missing:
+        log.warning("sweep %s: job folder(s) %s have no summary.json (failed or running?) and are left out", root, missing)
+    jobs = []
+    for file in sorted(files, key=lambda f: _job_number(f.parent)):
+        try:
+            summary = json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{file}: not valid JSON ({error}); expected a training summary.json") from error
+        if not isinstance(summary, dict):
+            raise ValueError(f"{file}: expected a JSON object (a training summary.json)")
+        jobs.append((file.parent, summary))
+    return jobs
+
+
+def _job_checkpoint(job: Path, summary: dict[str, Any]) -> Path:
+    """The job's best checkpoint (else its last); found beside summary.json if the sweep folder was moved."""
+    for key in ("best_checkpoint", "last_checkpoint"):
+        value = summary.get(key)
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_file():
+            return path
+        moved = job / "checkpoints" / path.name
+        if moved.is_file():
+            return moved
+    raise FileNotFoundError(
+        f"{job / 'summary.json'}: neither best_checkpoint ({summary.get('best_checkpoint')}) nor "
+        f"last_checkpoint ({summary.get('last_checkpoint')}) exists"
+    )
+
+
+def sweep_sources(sweep: str | Path) -> list[TrunkSource]:
+    """One source per job of a training sweep (its best checkpoint), named by the job's overrides."""
+    sources = []
+    for job, summary in sweep_jobs(sweep):
+        info = {
+            "job": job.name,
+            "finetune_layers": str(summary.get("finetune_layers")),
+            "metrics": summary.get("metrics", {}),
+        }
+        name = str(summary.get("run_name") or f"job{job.name}")
+        sources.append(checkpoint_source(_job_checkpoint(job, summary), info=info, name=name))
+    return sources
+
+
+def _unique_names(sources: Iterable[TrunkSource]) -> list[TrunkSource]:
+    """Append ``#2``, ``#3`` ... to repeated names so every table row is distinguishable."""
+    seen: dict[str, int] = {}
+    out = []
+    for source in sources:
+        count = seen.get(source.name, 0) + 1
+        seen[source.name] = count
+        if count > 1:
+            source = replace(source, name=f"{source.name}#{count}")
+        out.append(source)
+    return out
+
+
+def resolve_sources(
+    ckpt: str | Sequence[str] | None = None,
+    sweep: str | None = None,
+    weights: str | None = None,
+    random_control: bool = True,
+    seed: int = 0,
+    rename: dict[str, str] | None = None,
+) -> list[TrunkSource]:
+    """The models of a probe run, in table order.
+
+    - ``backbone.weights`` (pretrained, a file, or random) is probed when no checkpoint is given, and beside
+      the checkpoints when it names real weights (Table 7's "pt" row);
+    - then every ``ckpt`` in order, then every job of ``sweep`` by job number;
+    - then the random-initialisation control, unless a random trunk is already probed.
+    ``rename`` maps names to display names (``{"task=saliency": "sp"}``).
+    """
+    sources: list[TrunkSource] = []
+    checkpoints = _as_list(ckpt)
+    if (not checkpoints and not sweep) or not is_random_weights(weights):
+        kind = "random" if is_random_weights(weights) else "weights"
+        sources.append(
+            TrunkSource(name=weights_name(weights), kind=kind, weights=None if kind == "random" else str(weights),
+                        seed=seed, info={"weights": None if kind == "random" else str(weights)})
+        )
+    sources.extend(checkpoint_source(path) for path in checkpoints)
+    if sweep:
+        sources.extend(sweep_sources(sweep))
+    if random_control and not any(source.kind == "random" for source in sources):
+        sources.append(TrunkSource(name=RANDOM_NAME, kind="random", seed=seed, control=True, info={"control": True}))
+    if rename:
+        sources = [replace(s, name=str(rename.get(s.name, s.name))) for s in sources]
+    return _unique_names(sources)

@@ -1,0 +1,117 @@
+"""Training jobs end to end: an in-process run, checkpoints, summary.json and the sweep as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from saliency_probe.models.checkpoint import load_checkpoint
+from saliency_probe.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["data.image_size=64", "data.batch_size=4", "trainer.max_epochs=1", "logger=none", "print_config=false",
+         "~callbacks.progress_bar"]
+
+
+def small_data(root: Path) -> list[str]:
+    from conftest import SMALL_SYNTHETIC
+
+    return [f"data.root={root}", f"data.num_train={SMALL_SYNTHETIC['num_train']}",
+            f"data.num_val={SMALL_SYNTHETIC['num_val']}", f"data.num_probe={SMALL_SYNTHETIC['num_probe']}",
+            f"data.salicon_hw=[{SMALL_SYNTHETIC['salicon_hw'][0]},{SMALL_SYNTHETIC['salicon_hw'][1]}]",
+            f"data.osie_hw=[{SMALL_SYNTHETIC['osie_hw'][0]},{SMALL_SYNTHETIC['osie_hw'][1]}]",
+            f"data.num_observers={SMALL_SYNTHETIC['num_observers']}"]
+
+
+def run_in_process(tmp_path: Path, overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    cwd = Path.cwd()
+    os.chdir(tmp_path)  # outside Hydra the job's output folder is the current folder
+    try:
+        return train(cfg)
+    finally:
+        os.chdir(cwd)
+
+
+def test_training_run_writes_summary_and_safe_checkpoints(tmp_path: Path, synthetic_root: Path) -> None:
+    summary = run_in_process(tmp_path, [*SMALL, *small_data(synthetic_root), "finetune.layers=1"])
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert summary["task"] == "saliency"
+    assert summary["finetune_layers"] == "1"
+    assert summary["trainable_params"] == 2360320
+    assert set(summary["metrics"]) >= {"val/nss", "val/cc", "val/loss"}
+    assert summary["metrics"]["val/nss"] == pytest.approx(-summary["metrics"]["val/loss"], abs=1e-4)
+    best = Path(summary["best_checkpoint"])
+    assert best.is_file() and Path(summary["last_checkpoint"]).is_file()
+    raw = torch.load(best, map_location="cpu", weights_only=True)
+    assert raw["saliency_probe"]["task"] == "saliency"
+    assert raw["hyper_parameters"]["config"]["finetune"]["layers"] == 1
+    loaded = load_checkpoint(best)
+    assert loaded.trunk().conv("conv5_3").weight.shape == (512, 512, 3, 3)
+    assert loaded.saliency_head().weight.shape == (1, 512, 1, 1)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch() -> None:
+    from saliency_probe.callbacks import FreezeLayers
+    from saliency_probe.models.saliency import SaliencyModule
+
+    torch.manual_seed(0)
+    module = SaliencyModule(weights=None, finetune_layers=1, optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3})
+    FreezeLayers(1).freeze_before_training(module)
+    optimizer = module.configure_optimizers()
+    images = torch.randn(4, 3, 64, 64)
+    fixations = torch.zeros(4, 32, 32)
+    fixations[:, 4:8, 4:8] = 1  # the same corner in every image: learnable
+    losses = []
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss = module.loss(module(images), fixations)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_invalid_finetune_layers_fails_before_training(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "train.py", "finetune.layers=7", f"data.root={tmp_path / 'never'}", "logger=none",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"},
+    )
+    assert result.returncode != 0
+    assert "finetune.layers=7" in result.stderr and "0, 1, 2, 3, 4, 5, 6, all" in result.stderr
+    assert not (tmp_path / "never").exists()  # nothing generated, nothing trained
+
+
+@pytest.mark.slow
+def test_finetune_sweep_as_subprocess(tmp_path: Path, synthetic_root: Path) -> None:
+    """The paper's sweep: 8 jobs, exact trainable parameter counts, distinct offline W&B runs."""
+    sweep_dir = tmp_path / "sweep"
+    overrides = [o for o in SMALL if not o.startswith("logger")] + small_data(synthetic_root)
+    result = subprocess.run(
+        [sys.executable, "train.py", "-m", "finetune.layers=0,1,2,3,4,5,6,all", *overrides,
+         "logger=wandb", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
+    counts = {s["finetune_layers"]: s["trainable_params"] for s in summaries}
+    assert counts == {"0": 512, "1": 2360320, "2": 4720128, "3": 7079936, "4": 9439744, "5": 11799552,
+                      "6": 12979712, "all": 14715200}
+    runs = sorted(sweep_dir.glob("*/wandb/offline-run-*"))
+    assert len(runs) == 8 and len({run.name.split("-")[-1] for run in runs}) == 8
+    groups = {s["group"] for s in summaries}
+    assert groups == {f"sweep-{sweep_dir.name}"}
+    assert {s["run_name"] for s in summaries} >= {"finetune.layers=all", "finetune.layers=0"}
+    for summary in summaries:
+        torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
