@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,26 @@ def output_dir() -> Path:
     return Path.cwd()
 
 
+SWEEP_SYNTAX = (",", "range(", "choice(", "glob(", "interval(")
+
+
+def swept_keys(argv: list[str]) -> set[str]:
+    """Keys that a multirun command line sweeps over (``key=a,b``, ``key=range(...)``, ...)."""
+    keys = set()
+    for argument in argv:
+        key, separator, value = argument.partition("=")
+        top_level = re.sub(r"\[[^\]]*\]|\{[^}]*\}", "", value)  # commas inside [..] or {..} are values
+        if separator and not key.startswith("-") and any(token in top_level for token in SWEEP_SYNTAX):
+            keys.add(key.lstrip("+~"))
+    return keys
+
+
 def run_identity(default_name: str) -> tuple[str, str | None]:
-    """(run name, sweep group): the name is the job's overrides; multirun jobs share the sweep folder as group."""
+    """(run name, sweep group) of this job.
+
+    A multirun job is named by the overrides of the keys the sweep varies (``finetune.layers=3``), falling back to
+    all its overrides; its group is the sweep folder's name, shared by every job of the sweep.
+    """
     if not HydraConfig.initialized():
         return default_name, None
     hydra_cfg = HydraConfig.get()
@@ -27,6 +47,10 @@ def run_identity(default_name: str) -> tuple[str, str | None]:
     group = None
     if hydra_cfg.mode == RunMode.MULTIRUN:
         group = f"sweep-{Path(hydra_cfg.sweep.dir).name}"
+        varied = swept_keys(sys.argv[1:])
+        chosen = [item for item in hydra_cfg.overrides.task if item.partition("=")[0].lstrip("+~") in varied]
+        if chosen:
+            name = ",".join(sorted(chosen))
     return name, group
 
 

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import parse_finetune_layers
+from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.run_context import output_dir, print_config_tree, run_identity, to_plain
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,25 @@ def build_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
     return [instantiate(entry) for entry in callbacks_cfg.values() if entry and entry.get("_target_")]
 
 
-def build_logger(logger_cfg: DictConfig | None, run_dir: Path, name: str, group: str | None, job_type: str) -> Logger | None:
-    """Instantiate the ``logger`` group; W&B runs are named by the overrides and grouped by sweep."""
+def build_logger(
+    logger_cfg: DictConfig | None,
+    run_dir: Path,
+    name: str,
+    group: str | None,
+    job_type: str,
+    resume_run_id: str | None = None,
+) -> Logger | None:
+    """Instantiate the ``logger`` group; W&B runs are named by the overrides and grouped by sweep.
+
+    ``resume_run_id`` continues an earlier W&B run (resuming from a checkpoint that recorded its id).
+    """
     if not logger_cfg or not logger_cfg.get("_target_"):
         return None
     target = str(logger_cfg._target_)
     if target.endswith("WandbLogger"):
         run_dir.mkdir(parents=True, exist_ok=True)
-        return instantiate(logger_cfg, save_dir=str(run_dir), name=name, group=group, job_type=job_type)
+        extra = {"id": resume_run_id, "resume": "allow"} if resume_run_id else {}
+        return instantiate(logger_cfg, save_dir=str(run_dir), name=name, group=group, job_type=job_type, **extra)
     return instantiate(logger_cfg, save_dir=str(run_dir))
 
 
@@ -65,10 +77,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, _recursive_=False)
     data_kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
     module = instantiate(
-        cfg.task.module, config=to_plain(cfg), run_name=name, **data_kwargs, _recursive_=False, _convert_="all"
+        cfg.task.module, run_config=to_plain(cfg), run_name=name, **data_kwargs, _recursive_=False, _convert_="all"
     )
     callbacks = build_callbacks(cfg.get("callbacks"))
-    logger = build_logger(cfg.get("logger"), run_dir, name, group, job_type=str(cfg.task.name))
+    resume_run_id = None
+    if cfg.get("ckpt_path"):
+        resumed = load_checkpoint(cfg.ckpt_path)  # refuses foreign or unsafe files before Lightning loads them
+        if resumed.task != str(cfg.task.name):
+            raise ValueError(f"ckpt_path={cfg.ckpt_path} is a {resumed.task} checkpoint, not task={cfg.task.name}")
+        resume_run_id = resumed.metadata.get("wandb_run_id")
+    logger = build_logger(cfg.get("logger"), run_dir, name, group, str(cfg.task.name), resume_run_id)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger else False)
 
     try:

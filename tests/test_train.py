@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
 
 from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.training import train
@@ -31,14 +33,16 @@ def small_data(root: Path) -> list[str]:
 
 
 def run_in_process(tmp_path: Path, overrides: list[str]) -> dict:
+    """Compose the train config as Hydra would and run the job with ``tmp_path`` as its output folder."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    cwd = Path.cwd()
-    os.chdir(tmp_path)  # outside Hydra the job's output folder is the current folder
-    try:
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path)
+            cfg.hydra.job.override_dirname = ",".join(overrides)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # the task function never sees the hydra node
         return train(cfg)
-    finally:
-        os.chdir(cwd)
 
 
 def test_training_run_writes_summary_and_safe_checkpoints(tmp_path: Path, synthetic_root: Path) -> None:
@@ -54,7 +58,7 @@ def test_training_run_writes_summary_and_safe_checkpoints(tmp_path: Path, synthe
     assert best.is_file() and Path(summary["last_checkpoint"]).is_file()
     raw = torch.load(best, map_location="cpu", weights_only=True)
     assert raw["saliency_probe"]["task"] == "saliency"
-    assert raw["hyper_parameters"]["config"]["finetune"]["layers"] == 1
+    assert raw["hyper_parameters"]["run_config"]["finetune"]["layers"] == 1
     loaded = load_checkpoint(best)
     assert loaded.trunk().conv("conv5_3").weight.shape == (512, 512, 3, 3)
     assert loaded.saliency_head().weight.shape == (1, 512, 1, 1)
@@ -77,7 +81,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch() -> None:
         loss = module.loss(module(images), fixations)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] - 0.5
 
 

@@ -54,7 +54,9 @@ class SaliencyModel(ABC):
 def check_rgb_image(image: Any, what: str = "image") -> None:
     """Raise a clear error unless ``image`` is an RGB uint8 array of shape (H, W, 3) with H, W >= 1."""
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array (H, W, 3) of dtype uint8, got {type(image).__name__}")
+        raise TypeError(
+            f"{what}: expected a numpy array (H, W, 3) of dtype uint8, got {type(image).__name__}"
+        )
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{what}: expected an RGB image of shape (H, W, 3), got shape {image.shape}")
     if image.dtype != np.uint8:
@@ -72,7 +74,9 @@ def register(name: str) -> Callable[[_Model], _Model]:
 
     def decorate(cls: _Model) -> _Model:
         if name in CLASSICAL_MODELS and CLASSICAL_MODELS[name] is not cls:
-            raise ValueError(f"classical model name {name!r} is already registered by {CLASSICAL_MODELS[name]}")
+            raise ValueError(
+                f"classical model name {name!r} is already registered by {CLASSICAL_MODELS[name]}"
+            )
         cls.name = name
         CLASSICAL_MODELS[name] = cls
         return cls

@@ -31,7 +31,9 @@ def _square(width: int) -> np.ndarray:
     return np.ones((width, width), np.uint8)
 
 
-def bms_feature_maps(image_small: np.ndarray, bgr_channel_order: bool, whitening_reg: float) -> list[np.ndarray]:
+def bms_feature_maps(
+    image_small: np.ndarray, bgr_channel_order: bool, whitening_reg: float
+) -> list[np.ndarray]:
     """The three whitened, 0..255, median-filtered Lab feature maps (uint8) of a resized RGB image.
 
     ``bgr_channel_order=True`` converts with the channels swapped, as the released program does (it reads BGR
@@ -39,13 +41,13 @@ def bms_feature_maps(image_small: np.ndarray, bgr_channel_order: bool, whitening
     """
     code = cv2.COLOR_BGR2Lab if bgr_channel_order else cv2.COLOR_RGB2Lab
     lab = cv2.cvtColor(image_small, code)  # 8-bit Lab, as in the C++ (L scaled to 0..255, a/b offset 128)
-    samples = lab.reshape(-1, 3).astype(np.float32)
+    lab_float = lab.astype(np.float32)
     flags = cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE
-    cov, _ = cv2.calcCovarMatrix(samples, None, flags, cv2.CV_32F)
+    cov, _ = cv2.calcCovarMatrix(lab_float.reshape(-1, 3), None, flags, cv2.CV_32F)
     cov = cov.astype(np.float32) + np.eye(3, dtype=np.float32) * np.float32(whitening_reg)
     w, u, _ = cv2.SVDecomp(cov)
-    projection = (u * (1.0 / np.sqrt(w.ravel()))[None, :]).astype(np.float32)
-    whitened = (samples @ projection).reshape(lab.shape)
+    projection = (u * (1.0 / np.sqrt(w.ravel()))[None, :]).astype(np.float32)  # U diag(1/sqrt(w))
+    whitened = cv2.transform(lab_float, projection.T)  # per pixel: x @ U diag(1/sqrt(w)), no centring
     maps = []
     for channel in range(3):
         scaled = cv2.normalize(whitened[..., channel], None, 255.0, 0.0, cv2.NORM_MINMAX, dtype=cv2.CV_8U)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import sparse
 from scipy.interpolate import PchipInterpolator
 
 from .base import SaliencyModel, register
@@ -44,12 +45,14 @@ def matlab_round(value: float) -> int:
 def _cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     ax2, ax3 = ax**2, ax**3
-    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * (
+        (ax > 1) & (ax <= 2)
+    )
 
 
 @functools.lru_cache(maxsize=512)
-def imresize_matrix(in_len: int, out_len: int) -> np.ndarray:
-    """The (out_len, in_len) matrix of MATLAB's ``imresize(..., 'bicubic')`` along one axis.
+def imresize_matrix(in_len: int, out_len: int) -> sparse.csr_matrix:
+    """The sparse (out_len, in_len) matrix of MATLAB's ``imresize(..., 'bicubic')`` along one axis.
 
     Bicubic kernel a = -0.5, kernel widened by 1/scale when shrinking (MATLAB's default antialiasing) and
     symmetric border padding.  OpenCV's INTER_CUBIC (a = -0.75, no antialiasing) differs, hence this matrix.
@@ -66,16 +69,17 @@ def imresize_matrix(in_len: int, out_len: int) -> np.ndarray:
     weights /= weights.sum(axis=1, keepdims=True)
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])
     source = mirror[np.mod(indices - 1, 2 * in_len).astype(np.int64)]
-    matrix = np.zeros((out_len, in_len))
-    np.add.at(matrix, (np.repeat(np.arange(out_len), taps), source.ravel()), weights.ravel())
-    return matrix
+    rows = np.repeat(np.arange(out_len), taps)
+    # duplicate (row, column) pairs from the mirrored border are summed by the COO -> CSR conversion
+    return sparse.coo_matrix((weights.ravel(), (rows, source.ravel())), shape=(out_len, in_len)).tocsr()
 
 
 def imresize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """MATLAB ``imresize(image, shape, 'bicubic')`` of a 2-D float array, as two small matrix products."""
+    """MATLAB ``imresize(image, shape, 'bicubic')`` of a 2-D float array, as two sparse matrix products
+    (sparse and single-threaded: no BLAS thread pool, which crawls on a busy machine)."""
     rows = imresize_matrix(image.shape[0], shape[0])
     cols = imresize_matrix(image.shape[1], shape[1])
-    return rows @ image @ cols.T
+    return np.asarray((cols @ (rows @ np.asarray(image, np.float64)).T).T)
 
 
 def mat2gray(values: np.ndarray) -> np.ndarray:
@@ -184,8 +188,8 @@ def rgb_to_dkl(rgb: np.ndarray) -> np.ndarray:
     index = np.clip(np.ceil(rgb.astype(np.float64) * 255), 1, 256).astype(np.int64) - 1
     table = _gamma_table()
     linear = np.stack([table[index[..., gun], gun] for gun in range(3)], axis=-1)
-    lms = linear @ _RGB_TO_LMS.T - _LMS0
-    return (lms @ _lms_to_dkl().T) * _DKL_SCALE
+    lms = np.einsum("...k,jk->...j", linear, _RGB_TO_LMS) - _LMS0  # einsum: no BLAS threads (see docs)
+    return np.einsum("...k,jk->...j", lms, _lms_to_dkl()) * _DKL_SCALE
 
 
 @functools.lru_cache(maxsize=16)
@@ -307,7 +311,7 @@ def equilibrium(markov: np.ndarray, tol: float) -> np.ndarray:
     change = 1.0
     while change > tol:
         previous = v
-        v = markov @ previous
+        v = np.einsum("ij,j->i", markov, previous)  # not BLAS: threaded gemv crawls on a busy machine
         change = float(np.linalg.norm(previous - v))
         total = v.sum()
         if not (0 <= total < math.inf):
@@ -361,6 +365,13 @@ class GBVS(SaliencyModel):
         object.__setattr__(self, "gabor_angles", tuple(float(angle) for angle in self.gabor_angles))
         if not self.channels or any(letter not in _VALID_CHANNELS for letter in self.channels):
             raise ValueError(f"GBVS channels must be letters of {_VALID_CHANNELS!r}, got {self.channels!r}")
+        if self.channel_weights is not None:
+            weights = {str(key): float(value) for key, value in dict(self.channel_weights).items()}
+            if any(key not in _VALID_CHANNELS for key in weights):
+                raise ValueError(
+                    f"GBVS channel_weights keys must be letters of {_VALID_CHANNELS!r}, got {weights}"
+                )
+            object.__setattr__(self, "channel_weights", weights)
         if not self.levels or min(self.levels) < 2 or max(self.levels) > 9:
             raise ValueError(f"GBVS levels must lie in 2..9 (as in makeGBVSParams), got {self.levels}")
         if self.max_map_size < 4 or self.sigma_frac_act <= 0 or self.tol <= 0:

@@ -3,7 +3,8 @@
 
 Pipeline (feature machinery shared with :mod:`.gbvs`): channels ``CIO`` (colour: |B - min(R, G)| / I and
 |R - G| / I, intensity I = max(R, G, B), Gabor orientation 0/45/90/135 deg) on the ``mySubsample`` pyramid;
-centre levels c = 2, 3 and surround s = c + 2 (the code's default delta; the 1998 paper also uses delta 3);
+centre levels c = 2, 3 and surround s = c + 2 (the code's defaults; the 1998 paper uses c = 2, 3, 4 and
+s = c + 3, c + 4 on a Gaussian pyramid);
 each centre-surround map is the squared difference (centre - bicubically upsampled surround)^2, resized to the
 saliency-map size (longer side = image side / 8, as ``ittikochmap.m`` sets it), min-max scaled and normalised
 by Itti's local-maxima rule (``maxNormalizeStdGBVS``: scale to 0..10, multiply by (10 - mean of the 4-neighbour
@@ -61,7 +62,7 @@ class IttiKoch(SaliencyModel):
     Parameters:
         channels: feature channels, letters of ``CDIO`` (``CIO``: colour opponency, intensity, orientation).
         center_levels: centre pyramid levels c ((2, 3)).
-        delta_levels: surround offsets, s = c + delta ((2,); (2, 3) is closer to the 1998 paper).
+        delta_levels: surround offsets, s = c + delta ((2,); the code suggests (2, 3) for images >= 640 px).
         map_size_divisor: the saliency map's longer side is round(image side / divisor) (8).
         gabor_angles: orientations of the Gabor filters in degrees ((0, 45, 90, 135)).
         blur_frac: std of the final blur as a fraction of the map's longer side (0.03).
@@ -79,7 +80,9 @@ class IttiKoch(SaliencyModel):
             object.__setattr__(self, field, tuple(int(level) for level in getattr(self, field)))
         object.__setattr__(self, "gabor_angles", tuple(float(angle) for angle in self.gabor_angles))
         if not self.channels or any(letter not in _VALID_CHANNELS for letter in self.channels):
-            raise ValueError(f"Itti-Koch channels must be letters of {_VALID_CHANNELS!r}, got {self.channels!r}")
+            raise ValueError(
+                f"Itti-Koch channels must be letters of {_VALID_CHANNELS!r}, got {self.channels!r}"
+            )
         if not self.center_levels or min(self.center_levels) < 1 or not self.delta_levels:
             raise ValueError(f"Itti-Koch needs centre levels >= 1 and deltas, got {self.center_levels}")
         if min(self.delta_levels) < 1 or max(self.center_levels) + max(self.delta_levels) > 9:
@@ -91,7 +94,9 @@ class IttiKoch(SaliencyModel):
         check_min_size(image, "Itti-Koch")
         height, width = image.shape[:2]
         map_shape = saliency_map_size(height, width, matlab_round(max(height, width) / self.map_size_divisor))
-        levels = sorted({c for c in self.center_levels} | {c + d for c in self.center_levels for d in self.delta_levels})
+        levels = sorted(
+            {c for c in self.center_levels} | {c + d for c in self.center_levels for d in self.delta_levels}
+        )
         features = feature_pyramid(image, self.channels, levels, self.gabor_angles)
         master = np.zeros(map_shape)
         for per_type in features.values():

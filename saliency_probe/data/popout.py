@@ -70,9 +70,8 @@ DEFAULT_NUM = 98
 # colour: hue step 2 asin(t) (0..180 deg): the target-distractor Lab distance 2 C* t is linear in t
 MAX_LOG2_SIZE = 1.0  # target/distractor size ratio 2**(+-t): 0.5 .. 2
 MAX_BEND = 180.0  # deg of arc turning (semicircle) against a straight line of the same length
-MAX_LIGHTNESS_STEP = (
-    25.0  # L*; distractors at L* 70, targets at 70 +- 25 t (always lighter than the background)
-)
+# luminance: distractors at L* 70, targets at 70 +- 25 t (always lighter than the L* 35 background)
+MAX_LIGHTNESS_STEP = 25.0
 MAX_LOG2_DENSITY = 2.0  # dot count ratio 2**(+-2t): 8 dots against 2 .. 32
 DENSITY_DOTS = 8
 ARC_LENGTH = 1.1  # arc length / base extent
@@ -269,6 +268,25 @@ def render_array(
     return render_items(items, centres, cells, image_size, grey(BACKGROUND_LIGHTNESS), supersample)
 
 
+def _check_geometry(
+    dimensions: list[str],
+    seed: int,
+    image_size: int,
+    grid: int,
+    margin: float,
+    jitter: float,
+    item_scale: float,
+    supersample: int,
+) -> None:
+    """Render each dimension's strongest contrast in both polarities, so that items too large for their
+    cells or too small to cover a pixel fail before anything is written."""
+    for dimension in dimensions:
+        for polarity in (1, -1):
+            target, distractor, difference = feature_values(dimension, 1.0, polarity, 0.0)
+            plan = ArrayPlan(0, "check", dimension, 1, polarity, 0, target, distractor, difference)
+            render_array(plan, seed, image_size, grid, margin, jitter, item_scale, supersample)
+
+
 def _save_png(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as temporary:
         Image.fromarray(array).save(temporary, format="PNG")
@@ -377,7 +395,7 @@ def generate_popout(
     if stored is not None and (root / "metadata.csv").is_file():
         return root
     plans = plan_arrays(num, seed, grid, params["dimensions"], levels, absent_fraction)
-    grid_cells(image_size, grid, margin)  # fail early on impossible geometry
+    _check_geometry(params["dimensions"], seed, image_size, grid, margin, jitter, item_scale, supersample)
     write_json(root / PARAMS_FILE, {"format": FORMAT_NAME, "version": FORMAT_VERSION, **params})
     for plan in plans:
         rgb, labels = render_array(plan, seed, image_size, grid, margin, jitter, item_scale, supersample)
@@ -399,13 +417,16 @@ def generate_popout(
 
 def read_mask(path: Path, threshold: int = 128) -> np.ndarray:
     """Boolean mask of a (possibly anti-aliased, RGB or 16-bit) mask image: grey value >= ``threshold``
-    (on the 0..255 scale; 16-bit files are compared at ``threshold * 257``)."""
+    on the 0..255 scale (16-bit files are compared at ``threshold * 257``). Palette images (VOC style) are
+    label maps: any non-zero index is the target."""
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
     try:
         with Image.open(path) as image:
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return np.asarray(image).astype(np.int64) >= threshold * 257
+            if image.mode == "P":
+                return np.asarray(image) > 0
             return np.asarray(image.convert("L")) >= threshold
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"cannot read mask {path}: {error}") from error

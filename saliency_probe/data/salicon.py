@@ -165,7 +165,6 @@ class SaliconDataset(FixationDataset):
     loading an item only decodes its image). Images with no fixation are excluded and listed in
     ``without_fixations``. ``on_error="skip"`` checks every image now and skips (and lists in ``skipped``)
     unreadable ones and images without a fixation file; ``"raise"`` fails with the path.
-    ``scene_labels`` ({stem: class index}) restricts the set to labelled images and adds ``"scene"`` to items.
     """
 
     def __init__(
@@ -177,22 +176,18 @@ class SaliconDataset(FixationDataset):
         json_file: str | os.PathLike[str] | None = None,
         on_error: str = "raise",
         limit: int | None = None,
-        scene_labels: dict[str, int] | None = None,
     ) -> None:
         super().__init__(image_size)
         self.root = Path(root)
         self.split = split
         self.edition = str(edition)
         self.on_error = check_on_error(on_error)
-        self.scene_labels = scene_labels
         if self.edition not in EDITIONS:
             raise ValueError(f"edition={edition!r} is not valid; choose one of {EDITIONS}")
         image_dir = self.root / "images" / split
         if not image_dir.is_dir():
             raise FileNotFoundError(f"SALICON image folder not found: {image_dir}; expected {DATASET_LAYOUT}")
         image_paths = sorted(image_dir.glob("*.jpg"))
-        if scene_labels is not None:
-            image_paths = [path for path in image_paths if path.stem in scene_labels]
         if not image_paths:
             raise FileNotFoundError(f"no .jpg images in {image_dir}; expected {DATASET_LAYOUT}")
         lookup = self._fixation_lookup(json_file)
@@ -254,9 +249,3 @@ class SaliconDataset(FixationDataset):
         self.records.append(
             FixationRecord(fixations.stem, image_path, fixations.height, fixations.width, flat_indices(fixation_map))
         )
-
-    def __getitem__(self, index: int) -> dict:
-        item = super().__getitem__(index)
-        if self.scene_labels is not None:
-            item["scene"] = int(self.scene_labels[item["stem"]])
-        return item

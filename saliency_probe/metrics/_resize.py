@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Nonzero pixels projected at once on the sparse path (bounds the (chunk, h, w) temporary).
-_SPARSE_CHUNK = 16384
+# Elements of the (points, regions, h * w) temporary of the sparse projection, per chunk (32 MB in float64).
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def accumulation_dtype(device: torch.device) -> torch.dtype:
@@ -131,28 +131,65 @@ class MapStats:
         return torch.where(counts > 0, value, torch.full_like(value, float("nan")))
 
 
+def project_points(
+    index: Tensor,
+    ys: Tensor,
+    xs: Tensor,
+    values: Tensor,
+    num: int,
+    small_size: tuple[int, int],
+    full_size: tuple[int, int],
+) -> Tensor:
+    """``out[i, r] = sum over points n with index[n] = i of values[n, r] * U_h[y_n]^T U_w[x_n]``.
+
+    The sparse form of ``U_h^T M U_w``: a few hundred fixated pixels instead of a full-resolution map.
+    ``values`` is ``(N, R)``; returns ``(num, R, h, w)`` in the accumulation dtype.
+    """
+    acc = accumulation_dtype(values.device)
+    (h, w), (H, W) = small_size, full_size
+    uh = resize_matrix(H, h, values.device, acc)
+    uw = resize_matrix(W, w, values.device, acc)
+    regions = values.shape[1]
+    out = torch.zeros(num, regions * h * w, dtype=acc, device=values.device)
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, regions * h * w))
+    for start in range(0, index.numel(), chunk):
+        part = slice(start, start + chunk)
+        outer = (uh[ys[part], :, None] * uw[xs[part], None, :]).reshape(-1, 1, h * w)
+        contrib = values[part].to(acc)[:, :, None] * outer  # (n, R, h*w)
+        out.index_add_(0, index[part], contrib.reshape(-1, regions * h * w))
+    return out.reshape(num, regions, h, w)
+
+
+def project_dense(weights: Tensor, small_size: tuple[int, int]) -> Tensor:
+    """``U_h^T M U_w`` for weight maps ``(..., H, W)`` by two matrix products; ``(..., h, w)``."""
+    acc = accumulation_dtype(weights.device)
+    H, W = weights.shape[-2:]
+    h, w = small_size
+    if (h, w) == (H, W):
+        return weights.to(acc)
+    uh = resize_matrix(H, h, weights.device, acc)
+    uw = resize_matrix(W, w, weights.device, acc)
+    return uh.T @ weights.to(acc) @ uw
+
+
+def sparse_is_cheaper(
+    points: int, small_size: tuple[int, int], maps: int, full_size: tuple[int, int]
+) -> bool:
+    """Point projection costs about ``points * h * w`` per region, dense ``maps * H * W * w``."""
+    if tuple(small_size) == tuple(full_size):
+        return False
+    return points * small_size[0] <= maps * full_size[0] * full_size[1]
+
+
 def project_weights(weights: Tensor, small_size: tuple[int, int]) -> Tensor:
     """``U_h^T M U_w`` for weight maps ``M`` of shape ``(N, H, W)``: the pixel set moved to the small map.
 
     Uses the nonzero pixels when the maps are sparse (fixations: a few hundred pixels) and two matrix
     products otherwise. Returns ``(N, h, w)`` in the accumulation dtype.
     """
-    acc = accumulation_dtype(weights.device)
     n, H, W = weights.shape
-    h, w = small_size
-    if (h, w) == (H, W):
-        return weights.to(acc)
-    uh = resize_matrix(H, h, weights.device, acc)
-    uw = resize_matrix(W, w, weights.device, acc)
     nonzero = weights.nonzero(as_tuple=True)
-    count = nonzero[0].numel()
-    if count * h > n * H * W:  # dense is cheaper
-        return uh.T @ weights.to(acc) @ uw
-    out = torch.zeros(n, h * w, dtype=acc, device=weights.device)
-    values = weights[nonzero].to(acc)
+    if not sparse_is_cheaper(nonzero[0].numel(), small_size, n, (H, W)):
+        return project_dense(weights, small_size)
     idx, ys, xs = nonzero
-    for start in range(0, count, _SPARSE_CHUNK):
-        part = slice(start, start + _SPARSE_CHUNK)
-        contrib = values[part, None, None] * uh[ys[part], :, None] * uw[xs[part], None, :]  # (n_p, h, w)
-        out.index_add_(0, idx[part], contrib.reshape(-1, h * w))
-    return out.reshape(n, h, w)
+    return project_points(idx, ys, xs, weights[nonzero][:, None], n, small_size, (H, W))[:, 0]

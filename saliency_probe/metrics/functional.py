@@ -14,7 +14,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from saliency_probe.metrics._resize import MapStats, accumulation_dtype, project_weights, resize_bilinear
+from saliency_probe.metrics._resize import (
+    MapStats,
+    accumulation_dtype,
+    project_dense,
+    project_points,
+    project_weights,
+    resize_bilinear,
+    sparse_is_cheaper,
+)
 
 __all__ = [
     "nss",
@@ -81,7 +89,7 @@ def nss(saliency_map: Tensor, fixation_map: Tensor) -> Tensor:
             Batch dimensions broadcast against the saliency map's.
 
     Returns:
-        ``(...)`` one NSS per map, in the saliency map's float dtype (float32 for integer maps). NaN where the
+        ``(...)`` one NSS per map, in the saliency map's dtype (float32 for integer and half maps). NaN where the
         fixation map has no fixation (exclude and count those); 0 for a constant map. Differentiable, with
         finite gradients everywhere (a constant map gets a zero gradient), so ``-nanmean(nss(pred, fix))``
         is a training loss.
@@ -96,7 +104,11 @@ def nss(saliency_map: Tensor, fixation_map: Tensor) -> Tensor:
     projected = projected.reshape(*fix.shape[:-2], *stats.small_size)
     counts = fix.sum(dim=(-2, -1)).to(projected.dtype)
     value = stats.zscored_means(stats.weighted_sums(projected), counts)
-    out_dtype = saliency_map.dtype if saliency_map.is_floating_point() else torch.float32
+    out_dtype = (
+        torch.promote_types(saliency_map.dtype, torch.float32)
+        if saliency_map.is_floating_point()
+        else torch.float32
+    )
     return value.to(out_dtype)
 
 
@@ -122,20 +134,31 @@ def region_nss(activations: Tensor, fixation_map: Tensor, region_masks: Tensor) 
             "region_nss: expected activations (B, C, h, w), fixation_map (B, H, W), region_masks (B, R, H, W); "
             f"got {tuple(activations.shape)}, {tuple(fixation_map.shape)}, {tuple(region_masks.shape)}"
         )
-    B, _, H, W = region_masks.shape
+    B, R, H, W = region_masks.shape
     if fixation_map.shape != (B, H, W) or activations.shape[0] != B:
         raise ValueError(
             f"region_nss: batch or size mismatch: activations {tuple(activations.shape)}, "
             f"fixation_map {tuple(fixation_map.shape)}, region_masks {tuple(region_masks.shape)}"
         )
     stats = MapStats(activations, (H, W))
-    weights = _binary(fixation_map)[:, None] & _binary(region_masks)  # fixated pixels of each region
-    R = weights.shape[1]
-    projected = project_weights(weights.reshape(B * R, H, W), stats.small_size)
-    projected = projected.reshape(B, R, *stats.small_size)
+    if R == 0:
+        return torch.empty(B, activations.shape[1], 0, dtype=stats.centered.dtype, device=activations.device)
+    fix = _binary(fixation_map)
+    b_idx, ys, xs = fix.nonzero(as_tuple=True)
+    if sparse_is_cheaper(b_idx.numel(), stats.small_size, B, (H, W)):
+        # the few fixated pixels: their region memberships, projected point by point
+        membership = _binary(region_masks[b_idx, :, ys, xs])  # (N, R)
+        acc = accumulation_dtype(activations.device)
+        counts = torch.zeros(B, R, dtype=acc, device=membership.device).index_add_(
+            0, b_idx, membership.to(acc)
+        )
+        projected = project_points(b_idx, ys, xs, membership, B, stats.small_size, (H, W))
+    else:
+        weights = fix[:, None] & _binary(region_masks)  # fixated pixels of each region
+        counts = weights.sum(dim=(-2, -1)).to(accumulation_dtype(activations.device))
+        projected = project_dense(weights, stats.small_size)
     sums = torch.einsum("bchw,brhw->bcr", stats.centered, projected)
-    counts = weights.sum(dim=(-2, -1)).to(sums.dtype)[:, None, :]  # (B, 1, R)
-    return stats.zscored_means(sums, counts, trailing=1)
+    return stats.zscored_means(sums, counts[:, None, :], trailing=1)
 
 
 def nmm(maps: Tensor, masks: Tensor) -> Tensor:
@@ -154,7 +177,9 @@ def nmm(maps: Tensor, masks: Tensor) -> Tensor:
         raise ValueError(
             f"nmm: expected maps (B, C, h, w) and masks (B, H, W), got {tuple(maps.shape)}, {tuple(masks.shape)}"
         )
-    return region_nss(maps, torch.ones_like(masks, dtype=torch.bool), masks[:, None])[..., 0]
+    B, H, W = masks.shape
+    whole_image = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=masks.device).expand(B, 1, H, W)
+    return region_nss(maps, masks, whole_image)[..., 0]  # the mask's pixels as "fixations" in one region
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -237,25 +262,31 @@ def _flat_pair(saliency_map: Tensor, fixation_map: Tensor) -> tuple[Tensor, Tens
 def auc_judd(saliency_map: Tensor, fixation_map: Tensor) -> Tensor:
     """AUC-Judd: ROC area with thresholds at the fixated pixels' values, negatives = unfixated pixels.
 
-    For each fixated value t: TP(t) = share of fixated pixels >= t, FP(t) = share of unfixated pixels >= t;
-    the points, with (0, 0) and (1, 1), are joined by the trapezoid rule. Exact and tie-aware (a tie counts
-    half, the expectation of the MIT code's random jitter). Returns ``(...)`` float64, NaN where a map has no
-    fixation or no unfixated pixel. Not differentiable.
+    The MIT benchmark's curve: for each fixated value t, TP(t) = share of fixated pixels >= t and FP(t) =
+    share of unfixated pixels >= t; the points, with (0, 0) and (1, 1), are joined by the trapezoid rule.
+    Each unfixated pixel x thus earns ``(2 a + 1) / (2 n_pos)``, ``a`` = fixated pixels above it, or 1 when it
+    lies below every fixated pixel; the AUC is the mean earning. Ties (quantised maps) are resolved exactly
+    as the expectation over the MIT code's random jitter, which orders a tie group at random: a pixel tied
+    with ``p`` fixated values earns ``(2 a + p + 1) / (2 n_pos)``, or ``(1 + p (2 a + p) / (2 n_pos)) / (p + 1)``
+    in the lowest fixated group. On maps without ties this is the MIT value exactly.
+
+    Returns ``(...)`` float64, NaN where a map has no fixation or no unfixated pixel. Not differentiable.
     """
     values, fix, batch = _flat_pair(saliency_map, fixation_map)
     n = values.shape[-1]
-    ascending = values.sort(dim=-1).values
     fixated_ascending = torch.where(fix, values, torch.full_like(values, -torch.inf)).sort(dim=-1).values
-    thresholds = fixated_ascending.flip(-1).contiguous()  # descending, padding (-inf) last
+    query = values.contiguous()
+    at_or_below = torch.searchsorted(fixated_ascending, query, side="right")  # padding (-inf) counts below
+    below = torch.searchsorted(fixated_ascending, query, side="left")
+    above = (n - at_or_below).to(values.dtype)  # fixated values strictly above each pixel
+    tied = (at_or_below - below).to(values.dtype)  # fixated values equal to it
     n_pos = fix.sum(dim=-1, keepdim=True).to(values.dtype)
     n_neg = n - n_pos
-    above_all = n - torch.searchsorted(ascending, thresholds, side="left")
-    above_pos = n - torch.searchsorted(fixated_ascending, thresholds, side="left")
-    padding = torch.isinf(thresholds)
-    tp = torch.where(padding, torch.ones_like(thresholds), above_pos / n_pos.clamp(min=1))
-    fp = torch.where(padding, torch.ones_like(thresholds), (above_all - above_pos) / n_neg.clamp(min=1))
-    zeros, ones = torch.zeros_like(tp[:, :1]), torch.ones_like(tp[:, :1])
-    area = torch.trapezoid(torch.cat([zeros, tp, ones], -1), torch.cat([zeros, fp, ones], -1), dim=-1)
+    safe_pos = n_pos.clamp(min=1)
+    inner = (2 * above + tied + 1) / (2 * safe_pos)
+    lowest = (1 + tied * (2 * above + tied) / (2 * safe_pos)) / (tied + 1)
+    earning = torch.where(above + tied < n_pos, inner, lowest)
+    area = torch.where(fix, torch.zeros_like(earning), earning).sum(-1) / n_neg[:, 0].clamp(min=1)
     valid = (n_pos[:, 0] > 0) & (n_neg[:, 0] > 0)
     return torch.where(valid, area, torch.full_like(area, float("nan"))).reshape(batch)
 

@@ -33,8 +33,26 @@ class CheckpointMetadataMixin:
             "run_name": hparams.get("run_name"),
             "finetune_layers": str(hparams.get("finetune_layers")),
             "trunk_layers": list(CONV_LAYER_NAMES),
-            "config": hparams.get("config") or {},
+            "config": hparams.get("run_config") or {},
+            "wandb_run_id": _wandb_run_id(self),
         }
+
+    def setup(self, stage: str) -> None:  # Lightning hook
+        """Reset every metric inside the worker: under ``ddp_spawn`` the states would sit in shared memory."""
+        from torchmetrics import Metric
+
+        for module in self.modules():  # type: ignore[attr-defined]
+            if isinstance(module, Metric):
+                module.reset()
+
+
+def _wandb_run_id(module: object) -> str | None:
+    """The W&B run id of the module's logger (so a resumed run continues it), or None."""
+    logger = getattr(module, "logger", None)
+    if logger is None or type(logger).__name__ != "WandbLogger":
+        return None
+    run_id = getattr(logger.experiment, "id", None)
+    return run_id if isinstance(run_id, str) else None
 
 
 @dataclass

@@ -32,7 +32,7 @@ class SaliencyModule(CheckpointMetadataMixin, pl.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         gt_sigma: float = 24.0,
-        config: dict[str, Any] | None = None,
+        run_config: dict[str, Any] | None = None,
         run_name: str | None = None,
     ) -> None:
         super().__init__()

@@ -51,7 +51,7 @@ class SceneModule(CheckpointMetadataMixin, pl.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         class_counts: dict[str, int] | None = None,
-        config: dict[str, Any] | None = None,
+        run_config: dict[str, Any] | None = None,
         run_name: str | None = None,
     ) -> None:
         super().__init__()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from saliency_probe.models.backbone import VGGTrunk, build_trunk
 from saliency_probe.models.checkpoint import LoadedCheckpoint, load_checkpoint
@@ -153,16 +154,43 @@ def _job_checkpoint(job: Path, summary: dict[str, Any]) -> Path:
     )
 
 
+def job_overrides(job: Path) -> list[str] | None:
+    """The job's command-line overrides from Hydra's ``.hydra/overrides.yaml`` (None when absent)."""
+    path = job / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    overrides = OmegaConf.load(path)
+    return [str(item) for item in overrides] if OmegaConf.is_list(overrides) else None
+
+
+def varying_overrides(overrides: Sequence[Sequence[str] | None]) -> list[str | None]:
+    """For each job, its overrides that differ between the jobs (``finetune.layers=2``), comma-joined;
+    None where a job's overrides are unknown or nothing varies."""
+    known = [list(items) for items in overrides if items is not None]
+    if len(known) < 2:
+        return [None] * len(overrides)
+    shared = set(known[0]).intersection(*map(set, known[1:]))
+    names = []
+    for items in overrides:
+        varying = [item for item in items if item not in shared] if items is not None else []
+        names.append(",".join(varying) or None)
+    return names
+
+
 def sweep_sources(sweep: str | Path) -> list[TrunkSource]:
-    """One source per job of a training sweep (its best checkpoint), named by the job's overrides."""
+    """One source per job of a training sweep (its best checkpoint), named by the overrides that vary
+    between the jobs (``finetune.layers=0`` ...), else by the job's run name."""
+    jobs = sweep_jobs(sweep)
+    short = varying_overrides([job_overrides(job) for job, _ in jobs])
     sources = []
-    for job, summary in sweep_jobs(sweep):
+    for (job, summary), name in zip(jobs, short, strict=True):
         info = {
             "job": job.name,
+            "run_name": summary.get("run_name"),
             "finetune_layers": str(summary.get("finetune_layers")),
             "metrics": summary.get("metrics", {}),
         }
-        name = str(summary.get("run_name") or f"job{job.name}")
+        name = name or str(summary.get("run_name") or f"job{job.name}")
         sources.append(checkpoint_source(_job_checkpoint(job, summary), info=info, name=name))
     return sources
 

@@ -1,0 +1,323 @@
+"""The inner-representation analysis (Eq. 1 and Section 4.3; Tables 2, 3 and 7; Figs. 3 and 4).
+
+For every model and probed layer: the ``(C, K)`` mean region NSS of each unit over all regions of each category,
+then per category the mean of the ``top_k`` largest unit means and the number of units above ``threshold``.
+Controls beside each model: the shuffled-region baseline (the same statistics with each region's fixations
+replaced by random fixations of the same image) and a random-initialisation trunk (a model row of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from saliency_probe.metrics import functional as MF
+from saliency_probe.metrics._resize import resize_bilinear
+from saliency_probe.probe.activations import LayerActivations, ordered_layers
+from saliency_probe.probe.module import LayerResult, RegionProbeModule, load_results, save_results
+from saliency_probe.probe.registry import register_analysis
+from saliency_probe.report.figures import UnitPanel, improvement_bars, save_figure, unit_panels
+from saliency_probe.report.tables import pivot_markdown, write_csv, write_text
+
+log = logging.getLogger(__name__)
+
+CSV_NAME = "inner_representation.csv"
+MARKDOWN_NAME = "inner_representation.md"
+
+
+def columns(top_k: int = 10) -> list[str]:
+    """CSV columns: the paper's statistics first, then the shuffled-region control and a control flag."""
+    stat = f"top{top_k}_mean_nss"
+    return ["model", "layer", "category", stat, "n_above_threshold", "n_regions",
+            f"shuffled_{stat}", "shuffled_n_above_threshold", "control"]
+
+
+def layer_statistics(unit_means: np.ndarray, top_k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(top-k mean (K,), count above threshold (K,))`` of ``(C, K)`` unit means (Section 4.3)."""
+    means = torch.from_numpy(np.asarray(unit_means, dtype=np.float64))
+    return MF.top_k_mean(means, top_k).numpy(), MF.count_above(means, threshold).numpy()
+
+
+def inner_rows(
+    model: str,
+    results: dict[str, LayerResult],
+    categories: Sequence[str],
+    top_k: int,
+    threshold: float,
+    control: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per layer and category that held fixated regions."""
+    stat = f"top{top_k}_mean_nss"
+    rows = []
+    for layer, result in results.items():
+        top, above = layer_statistics(result.unit_means, top_k, threshold)
+        if result.shuffled_means is not None:
+            shuffled_top, shuffled_above = layer_statistics(result.shuffled_means, top_k, threshold)
+        for k, category in enumerate(categories):
+            if int(result.region_counts[k]) == 0:
+                continue
+            rows.append({
+                "model": model,
+                "layer": layer,
+                "category": category,
+                stat: float(top[k]),
+                "n_above_threshold": int(above[k]),
+                "n_regions": int(result.region_counts[k]),
+                f"shuffled_{stat}": float(shuffled_top[k]) if result.shuffled_means is not None else float("nan"),
+                "shuffled_n_above_threshold": int(shuffled_above[k]) if result.shuffled_means is not None else -1,
+                "control": bool(control),
+            })
+    return rows
+
+
+def inner_markdown(
+    rows: Sequence[dict[str, Any]],
+    models: Sequence[str],
+    layers: Sequence[str],
+    categories: Sequence[str],
+    top_k: int,
+    threshold: float,
+    controls: Sequence[str] = (),
+    header: str = "",
+) -> str:
+    """The paper's layout: a block per statistic, categories as columns; layers as rows when one model is
+    probed (Table 2; controls follow in blocks of their own), else one section per layer with models as rows
+    (Tables 3 and 7). Layers are listed deepest first, as in the paper."""
+    stat = f"top{top_k}_mean_nss"
+    blocks = [
+        (stat, f"mean NSS for top {top_k} activation maps", 2),
+        ("n_above_threshold", f"# activation maps above threshold (T = {threshold:g})", 0),
+        (f"shuffled_{stat}", f"shuffled-region baseline: mean NSS for top {top_k} activation maps", 2),
+        ("shuffled_n_above_threshold", f"shuffled-region baseline: # activation maps above T = {threshold:g}", 0),
+    ]
+    has_shuffled = any(row[f"shuffled_{stat}"] == row[f"shuffled_{stat}"] for row in rows)  # any non-NaN
+    if not has_shuffled:
+        blocks = blocks[:2]
+    deepest_first = list(reversed(list(layers)))
+    lines = ["# Inner representation (Eq. 1, Section 4.3)", ""]
+    if header:
+        lines += [header, ""]
+    primary = [m for m in models if m not in controls]
+
+    def section(title: str, subset: list[dict[str, Any]], row_key: str, row_order: Sequence[str]) -> None:
+        lines.extend([f"## {title}", ""])
+        for key, caption, digits in blocks:
+            lines.extend([f"**{caption}**", ""])
+            lines.append(pivot_markdown(subset, row_key, "category", key, corner=row_key, digits=digits,
+                                        row_order=row_order, column_order=categories))
+            lines.append("")
+        lines.extend(["**regions per category (with fixations)**", ""])
+        first_label = next(label for label in row_order if any(r[row_key] == label for r in subset))
+        first = [r for r in subset if r[row_key] == first_label]  # region counts do not depend on the row
+        lines.append(pivot_markdown(first, lambda _: "regions", "category", "n_regions", corner="",
+                                    column_order=categories))
+        lines.append("")
+
+    if len(primary) <= 1:
+        for model in [*primary, *controls]:
+            subset = [row for row in rows if row["model"] == model]
+            if subset:
+                suffix = " (control: random initialisation)" if model in controls else ""
+                section(f"{model}{suffix}", subset, "layer", deepest_first)
+    else:
+        for layer in deepest_first:
+            subset = [row for row in rows if row["layer"] == layer]
+            if subset:
+                section(layer, subset, "model", list(models))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a model name (``finetune.layers=1`` stays readable)."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "model"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# figures
+# ------------------------------------------------------------------------------------------------------------
+
+
+def dataset_of(datamodule: Any) -> Any:
+    """The predict data set of a data module (``predict_dataset`` or the predict loader's)."""
+    dataset = getattr(datamodule, "predict_dataset", None)
+    return dataset if dataset is not None else datamodule.predict_dataloader().dataset
+
+
+@torch.no_grad()
+def best_unit_panels(
+    trunk: torch.nn.Module,
+    dataset: Any,
+    unit_means: dict[str, np.ndarray],
+    categories: Sequence[str],
+    search_images: int,
+) -> dict[str, list[UnitPanel]]:
+    """Fig. 3 panels per layer: for each category, the unit with the largest mean (``unit_means[layer]`` is
+    ``(C, K)``), shown on the searched image where it scores highest on a region of that category.
+
+    One forward pass per searched image (the first ``search_images``) serves every layer; the chosen units'
+    small maps are kept, so no image is run twice.
+    """
+    best = {
+        layer: {k: int(np.nanargmax(means[:, k])) for k in range(len(categories)) if np.isfinite(means[:, k]).any()}
+        for layer, means in unit_means.items()
+    }
+    best = {layer: chosen for layer, chosen in best.items() if chosen}
+    if not best:
+        return {}
+    extractor = LayerActivations(trunk, list(best)).eval()
+    device = next(trunk.parameters()).device
+    found: dict[tuple[str, int], tuple[float, int, torch.Tensor]] = {}
+    for index in range(min(len(dataset), int(search_images))):
+        item = dataset[index]
+        if item["region_masks"].shape[0] == 0:
+            continue
+        features = extractor(item["image"][None].to(device))
+        for layer, chosen in best.items():
+            units = sorted(set(chosen.values()))
+            maps = features[layer][:, units].float().cpu()
+            values = MF.region_nss(maps, item["fixations"][None], item["region_masks"][None])[0]  # (U, R)
+            for k, unit in chosen.items():
+                row = values[units.index(unit)]
+                for r, category in enumerate(item["region_categories"]):
+                    value = float(row[r])
+                    if category == categories[k] and value == value and value > found.get((layer, k), (-np.inf,))[0]:
+                        found[(layer, k)] = (value, index, maps[0, units.index(unit)].clone())
+    panels: dict[str, list[UnitPanel]] = {layer: [] for layer in best}
+    for (layer, k), (value, index, small) in sorted(found.items(), key=lambda entry: (entry[0][0], entry[0][1])):
+        unit = best[layer][k]
+        fixations = dataset.fixation_map(index) != 0
+        masks, region_categories = dataset.regions(index)
+        selected = [r for r, c in enumerate(region_categories) if c == categories[k]]
+        panels[layer].append(UnitPanel(
+            image=dataset.load_image(index),
+            unit_map=resize_bilinear(small[None], fixations.shape)[0].numpy(),
+            region_mask=masks[selected].any(axis=0),
+            fixations=fixations,
+            title=f"{categories[k]}: unit {unit} (mean {unit_means[layer][unit, k]:.2f}; "
+            f"here {value:.2f}, image {dataset.stems[index]})",
+        ))
+    return panels
+
+
+def improvement_figure(
+    rows: Sequence[dict[str, Any]],
+    models: Sequence[str],
+    layer: str,
+    categories: Sequence[str],
+    top_k: int,
+    path: Path,
+) -> Path | None:
+    """Fig. 4: top-k mean NSS of each model minus the first model's, per category, at ``layer``."""
+    stat = f"top{top_k}_mean_nss"
+    table = {(r["model"], r["category"]): r[stat] for r in rows if r["layer"] == layer}
+    reference, others = models[0], list(models[1:])
+    if not others:
+        return None
+    present = [c for c in categories if (reference, c) in table]
+    improvements = {m: [table.get((m, c), np.nan) - table[(reference, c)] for c in present] for m in others}
+    figure = improvement_bars(present, improvements, reference, ylabel=f"top-{top_k} mean NSS change",
+                              title=f"{layer}: top-{top_k} mean NSS change against {reference}")
+    return save_figure(figure, path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the analysis
+# ------------------------------------------------------------------------------------------------------------
+
+
+def summary_lines(rows: Sequence[dict[str, Any]], models: Sequence[str], layer: str, categories: Sequence[str],
+                  top_k: int) -> list[str]:
+    """A compact table for the screen: top-k mean NSS per model at ``layer`` (shuffled baseline in brackets)."""
+    stat = f"top{top_k}_mean_nss"
+    table = {(r["model"], r["category"]): r for r in rows if r["layer"] == layer}
+    present = [c for c in categories if any((m, c) in table for m in models)]
+    abbreviations = ["".join(word[0] for word in c.split()) if " " in c else c[:5] for c in present]
+    width = max([len(m) for m in models] + [8])
+    lines = [f"{layer}: top-{top_k} mean NSS per category (shuffled-region baseline: mean over categories)",
+             f"{'model':<{width}} " + " ".join(f"{a:>6}" for a in abbreviations) + "   baseline"]
+    for model in models:
+        values = [table[(model, c)][stat] if (model, c) in table else float("nan") for c in present]
+        base = [table[(model, c)][f"shuffled_{stat}"] for c in present if (model, c) in table]
+        base_text = f"{np.nanmean(base):9.2f}" if base and np.isfinite(base).any() else "        –"
+        lines.append(f"{model:<{width}} " + " ".join(f"{v:6.2f}" for v in values) + f"  {base_text}")
+    lines.append("categories: " + ", ".join(f"{a}={c}" for a, c in zip(abbreviations, present, strict=True)))
+    return lines
+
+
+@register_analysis("inner")
+def run_inner(context: Any) -> dict[str, Any]:
+    """Probe every model of ``context.sources``; write tables, per-unit arrays and figures."""
+    cfg = context.cfg
+    layers = ordered_layers(list(cfg.layers))
+    top_k, threshold = int(cfg.top_k), float(cfg.threshold)
+    datamodule = context.datamodule()
+    dataset = dataset_of(datamodule)
+    categories = list(getattr(dataset, "categories", None) or datamodule.categories)
+    figures_cfg = cfg.get("figures") or {}
+    figure_layers = ordered_layers(list(figures_cfg.get("layers") or layers)) if figures_cfg.get("enabled", True) else []
+    shuffled = bool(cfg.controls.shuffled_regions)
+
+    all_rows: list[dict[str, Any]] = []
+    per_model: dict[str, dict[str, LayerResult]] = {}
+    written: list[str] = []
+    for number, source in enumerate(context.sources):
+        trunk = source.trunk()
+        scratch = context.scratch_dir / f"inner_{number}.npz"
+        module = RegionProbeModule(trunk, layers, categories, shuffled_control=shuffled, seed=int(cfg.seed),
+                                   result_path=scratch)
+        trainer = context.trainer(description=f"inner {number + 1}/{len(context.sources)}: {source.name}")
+        with warnings.catch_warnings():  # predict_step returns None on purpose (nothing is kept per image)
+            warnings.filterwarnings("ignore", message=".*predict returned None.*")
+            trainer.predict(module, datamodule=datamodule, return_predictions=False)
+        results = module.results if module.results is not None else load_results(scratch)[0]
+        per_model[source.name] = results
+        all_rows.extend(inner_rows(source.name, results, categories, top_k, threshold, control=source.control))
+        if context.is_global_zero:
+            path = save_results(context.tables_dir / f"inner_units_{safe_name(source.name)}.npz", results, categories)
+            written.append(str(path))
+            trunk = trunk.to(module.device).eval()
+            means = {layer: results[layer].unit_means for layer in figure_layers}
+            search = int(figures_cfg.get("search_images", 32))
+            for layer, panels in best_unit_panels(trunk, dataset, means, categories, search).items():
+                if panels:
+                    figure = unit_panels(panels, f"{source.name} · {layer}: best unit per category")
+                    png = save_figure(figure, context.figures_dir / f"inner_units_{safe_name(source.name)}_{layer}.png")
+                    written.append(str(png))
+                    context.log_image(f"inner/units/{source.name}/{layer}", png)
+        del trunk, module, trainer
+
+    models = [s.name for s in context.sources]
+    controls = [s.name for s in context.sources if s.control]
+    if context.is_global_zero:
+        column_names = columns(top_k)
+        header = (f"top-k = {top_k}, T = {threshold:g}; {len(dataset)} images; shuffled-region baseline: each "
+                  "region's fixations replaced by as many random fixations of the same image.")
+        written.append(str(write_csv(context.tables_dir / CSV_NAME, all_rows, column_names)))
+        text = inner_markdown(all_rows, models, layers, categories, top_k, threshold, controls, header)
+        written.append(str(write_text(context.tables_dir / MARKDOWN_NAME, text)))
+        context.log_table("inner/representation", all_rows, column_names)
+        primary = [m for m in models if m not in controls]
+        if figures_cfg.get("enabled", True) and len(primary) > 1:
+            layer = str(figures_cfg.get("improvement_layer") or layers[-1])
+            png = improvement_figure(all_rows, primary, layer, categories, top_k,
+                                     context.figures_dir / f"inner_improvement_{layer}.png")
+            if png is not None:
+                written.append(str(png))
+                context.log_image(f"inner/improvement/{layer}", png)
+    summary_layer = layers[-1]
+    return {
+        "rows": all_rows,
+        "unit_results": per_model,
+        "categories": categories,
+        "files": written,
+        "lines": summary_lines(all_rows, models, summary_layer, categories, top_k),
+        "summary": {"layers": layers, "top_k": top_k, "threshold": threshold, "images": len(dataset),
+                    "csv": str(context.tables_dir / CSV_NAME)},
+    }

@@ -1,0 +1,113 @@
+"""Saliency models named by strings, as analyses take them: classical names, ``ckpt:<path>``, ``maps:<folder>``.
+
+Every resolved model maps an RGB uint8 image ``(H, W, 3)`` (and its file stem) to a float32 map ``(H, W)``, so
+the pop-out and benchmark analyses score classical models, trained checkpoints and other people's maps alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from saliency_probe.classical import CLASSICAL_MODELS, build_classical
+from saliency_probe.data.images import load_rgb, to_model_input
+from saliency_probe.models.checkpoint import load_checkpoint
+
+MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class MapModel:
+    """A named saliency model: ``predict(rgb, stem)`` gives a float32 map of the image's size."""
+
+    name: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, rgb: np.ndarray, stem: str) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass
+class ClassicalMapModel(MapModel):
+    model: Any = None
+
+    def predict(self, rgb: np.ndarray, stem: str) -> np.ndarray:
+        return np.asarray(self.model(rgb), dtype=np.float32)
+
+
+@dataclass
+class CheckpointMapModel(MapModel):
+    """A saliency checkpoint's output (1x1 head on conv5_3), bilinearly resized to the image."""
+
+    network: torch.nn.Module | None = None
+    image_size: int = 224
+
+    @torch.no_grad()
+    def predict(self, rgb: np.ndarray, stem: str) -> np.ndarray:
+        assert self.network is not None
+        batch = to_model_input(rgb, self.image_size).unsqueeze(0)
+        small = self.network(batch)
+        full = F.interpolate(small, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+        return full[0, 0].numpy().astype(np.float32)
+
+
+@dataclass
+class FolderMapModel(MapModel):
+    """Precomputed maps in a folder, one per image, named like the image (any common suffix or .npy)."""
+
+    folder: Path = Path(".")
+
+    def predict(self, rgb: np.ndarray, stem: str) -> np.ndarray:
+        candidates = [self.folder / f"{stem}{suffix}" for suffix in MAP_SUFFIXES]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(
+                f"maps:{self.folder} has no map for image {stem!r} (looked for {stem}.png/.jpg/.npy ...)"
+            )
+        if path.suffix == ".npy":
+            saliency = np.load(path, allow_pickle=False).astype(np.float32)
+        else:
+            image = load_rgb(path)
+            saliency = image.astype(np.float32).mean(axis=2)
+        if saliency.ndim != 2:
+            raise ValueError(f"{path}: expected a 2-D saliency map, got shape {saliency.shape}")
+        if saliency.shape != rgb.shape[:2]:
+            tensor = torch.from_numpy(saliency)[None, None]
+            saliency = F.interpolate(tensor, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy()
+        return saliency
+
+
+def _checkpoint_network(path: str) -> tuple[torch.nn.Module, str]:
+    checkpoint = load_checkpoint(path)
+    head = checkpoint.saliency_head()
+    if head is None:
+        raise ValueError(f"ckpt:{path} is a {checkpoint.task} checkpoint; a saliency checkpoint is needed for maps")
+    network = torch.nn.Sequential(checkpoint.trunk(), head).eval()
+    return network, checkpoint.run_name
+
+
+def resolve_model(spec: str, image_size: int = 224, classical_params: dict[str, dict] | None = None) -> MapModel:
+    """Build the model a string names: ``bms``/``gbvs``/``itti``/``spectral_residual``, ``ckpt:<path>``, ``maps:<dir>``."""
+    spec = str(spec).strip()
+    if spec.startswith("ckpt:"):
+        path = spec[len("ckpt:") :]
+        network, run_name = _checkpoint_network(path)
+        return CheckpointMapModel(name=f"ckpt:{run_name}", kind="checkpoint", params={"path": path},
+                                  network=network, image_size=image_size)
+    if spec.startswith("maps:"):
+        folder = Path(spec[len("maps:") :]).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{spec}: no folder {folder} (expected one saliency map per image, named like it)")
+        return FolderMapModel(name=f"maps:{folder.name}", kind="maps", params={"folder": str(folder)}, folder=folder)
+    if spec in CLASSICAL_MODELS:
+        model = build_classical(spec, **((classical_params or {}).get(spec) or {}))
+        return ClassicalMapModel(name=spec, kind="classical", params=model.params(), model=model)
+    raise ValueError(
+        f"unknown model {spec!r}: use one of {sorted(CLASSICAL_MODELS)}, ckpt:<checkpoint path> or maps:<folder>"
+    )
