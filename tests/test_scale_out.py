@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import REPO, SMALL, run_in_process, small_data
 
 from saliency_probe.run_context import swept_keys
-from test_train import REPO, SMALL, run_in_process, small_data
 
 
 def test_swept_keys_reads_sweep_syntax_only() -> None:

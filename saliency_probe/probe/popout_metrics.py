@@ -93,12 +93,19 @@ def target_item(target: np.ndarray, items: np.ndarray) -> int | None:
     return int(values[np.argmax(counts)])
 
 
-def target_rank(scores: np.ndarray, target_index: int, rng: np.random.Generator, jitter: float = 1e-6) -> int:
-    """Rank (1 = best) of ``scores[target_index]`` among ``scores`` after adding ``U(0, jitter x range)``
-    noise (range = max - min of the scores, 1 if they are all equal), which breaks exact ties at random."""
+def item_means(saliency: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mean map value inside each item ``ids[i]`` (scipy ``ndimage.mean``)."""
+    return np.asarray(ndimage.mean(np.asarray(saliency, dtype=np.float64), labels=items, index=ids), dtype=np.float64)
+
+
+def target_rank(
+    scores: np.ndarray, target_index: int, rng: np.random.Generator, jitter: float = 1e-6, scale: float = 1.0
+) -> int:
+    """Rank (1 = best) of ``scores[target_index]`` among ``scores`` after adding ``U(0, jitter x scale)`` noise
+    to each; ``scale`` is the map's range (max - min; use 1 for a constant map), so ties of quantised maps
+    (and rounding noise far below the map's resolution) are broken at random."""
     scores = np.asarray(scores, dtype=np.float64)
-    spread = float(scores.max() - scores.min()) if scores.size else 0.0
-    noisy = scores + rng.uniform(0.0, jitter * (spread if spread > 0 else 1.0), size=scores.shape)
+    noisy = scores + rng.uniform(0.0, jitter * scale, size=scores.shape)
     return int(1 + np.count_nonzero(noisy > noisy[target_index]))
 
 
@@ -192,7 +199,7 @@ def score_map(
             item masks: distractor NMM, rank and GSI are NaN).
         rng: jitter generator (:func:`image_rng`): the rank tie-break is drawn first (when items are known),
             then the map jitter of the search.
-        jitter: noise amplitude as a fraction of the map's (or scores') range; 0 disables it.
+        jitter: noise amplitude as a fraction of the map's range (1 for a constant map); 0 disables it.
         inhibition: inhibition box, see :func:`inhibition_box`.
         max_fixations: search budget of ``fixations_to_find``.
     """
@@ -200,27 +207,26 @@ def score_map(
     saliency = _as_map(saliency, target.shape)
     if items is not None and np.asarray(items).shape != target.shape:
         raise ValueError(f"item mask is {np.asarray(items).shape}, the target mask {target.shape}: they must match")
-    if not target.any():
-        return PopoutScores(math.nan, math.nan, math.nan, math.nan, math.nan, False, 0)
     nan = math.nan
-    nmm_value = target_nmm(saliency, target)
+    if not target.any():
+        return PopoutScores(nan, nan, nan, nan, nan, False, 0)
+    spread = float(saliency.max() - saliency.min())
+    scale = spread if spread > 0 else 1.0
     distractor_nmm, rank, gsi_value, count = nan, nan, nan, 0
-    ids = item_ids(items) if items is not None else np.zeros(0, dtype=np.int64)
     target_id = target_item(target, items) if items is not None else None
     if target_id is not None:
-        nmms = item_nmms(saliency, items, ids)
-        others = ids != target_id
+        ids = item_ids(items)
         count = int(ids.size)
+        others = ids != target_id
         if others.any():
-            distractor_nmm = float(nmms[others].mean())
+            distractor_nmm = float(item_nmms(saliency, items, ids[others]).mean())
             gsi_value = gsi(saliency, target, (items != 0) & (items != target_id))
-        # item NMMs are increasing affine functions of the item means: the same order
-        rank = float(target_rank(nmms, int(np.flatnonzero(ids == target_id)[0]), rng, jitter))
-    spread = float(saliency.max() - saliency.min())
-    jittered = saliency + rng.uniform(0.0, jitter * (spread if spread > 0 else 1.0), size=saliency.shape)
+        means = item_means(saliency, items, ids)
+        rank = float(target_rank(means, int(np.flatnonzero(ids == target_id)[0]), rng, jitter, scale))
+    jittered = saliency + rng.uniform(0.0, jitter * scale, size=saliency.shape)
     box = inhibition_box(items, target, inhibition)
     fixations, found = fixations_to_find(jittered, target_region(target), box, max_fixations)
-    return PopoutScores(nmm_value, distractor_nmm, rank, gsi_value, float(fixations), found, count)
+    return PopoutScores(target_nmm(saliency, target), distractor_nmm, rank, gsi_value, float(fixations), found, count)
 
 
 __all__ = [
@@ -232,6 +238,7 @@ __all__ = [
     "inhibition_box",
     "item_boxes",
     "item_ids",
+    "item_means",
     "item_nmms",
     "score_map",
     "target_item",
