@@ -131,6 +131,7 @@ def main() -> None:
     inputs = make_inputs(args.units, args.small, args.height, args.width, args.regions, args.fixations)
     act, fix, masks = (x.to(device) for x in inputs)
     exact_repeats = max(30, 10 * args.repeats)
+    load = "n/a" if not hasattr(os, "getloadavg") else " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     t_loop, m_loop, ref = timed(lambda: per_map_loop(act, fix, masks), args.repeats, device)
     t_batch, m_batch, batched = timed(lambda: batched_full_resolution(act, fix, masks), args.repeats, device)
@@ -160,14 +161,15 @@ def main() -> None:
         "",
         f"Machine: {machine}, device `{device}`, torch {torch.__version__}, Python {platform.python_version()}. "
         f"Setup: {setup}. Best and median of {args.repeats} calls ({exact_repeats} for `region_nss`) after one "
-        "warm-up; speed-ups from the best times. Errors: max absolute / max relative difference from the "
-        "per-map loop run in float64.",
+        f"warm-up; load average at the start {load}. Speed-ups: best / best and median / median. Errors: max "
+        "absolute / max relative difference from the per-map loop run in float64.",
         "",
-        "| method | best (s) | median (s) | speed-up vs loop | max error abs / rel |",
+        "| method | best (s) | median (s) | speed-up vs loop (best / median) | max error abs / rel |",
         "|---|---:|---:|---:|---|",
     ]
     for name, best, median, values in rows:
-        lines.append(f"| {name} | {best:.4f} | {median:.4f} | {t_loop / best:.0f}x | {err(values)} |")
+        speedup = f"{t_loop / best:.0f}x / {m_loop / median:.0f}x"
+        lines.append(f"| {name} | {best:.4f} | {median:.4f} | {speedup} | {err(values)} |")
     lines += ["", "Reproduce: `python benchmarks/metrics_speed.py --out docs/benchmarks_metrics.md`.", ""]
     text = "\n".join(lines)
     print(text)

@@ -192,8 +192,8 @@ def test_nss_gradients_are_finite_on_constant_maps(size: tuple[int, int]) -> Non
 def test_nss_gradient_matches_finite_differences() -> None:
     fix = torch.zeros(2, 20, 17, dtype=torch.float64)
     fix[0, 3, 4] = fix[0, 15, 9] = fix[1, 7, 7] = 1
-    pred = torch.rand(2, 5, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda p: MF.nss(p, fix), (pred,))
+    pred = torch.rand(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: MF.nss(p, fix), (pred,), fast_mode=True)
 
 
 # ----------------------------------------------------------------------------- CC, KLD, SIM

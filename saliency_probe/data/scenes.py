@@ -48,15 +48,18 @@ def read_scene_labels(
     with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.reader(handle))
     header = [cell.strip() for cell in rows[0]] if rows else []
-    if header != HEADER:
-        raise ValueError(f"{path}: header is {header}, expected {HEADER} (image = SALICON stem)")
+    if header[:2] != HEADER or header[2:] not in ([], ["split"]):
+        raise ValueError(
+            f"{path}: header is {header}, expected {HEADER} or {HEADER + ['split']} (image = SALICON stem)"
+        )
+    width = len(header)
     labels: dict[str, str] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
         cells = [cell.strip() for cell in row]
-        if len(cells) != 2 or not all(cells):
-            raise ValueError(f"{path}:{line}: expected two non-empty fields image,scene, got {row}")
+        if len(cells) != width or not all(cells):
+            raise ValueError(f"{path}:{line}: expected {width} non-empty fields {','.join(header)}, got {row}")
         stem, scene = cells[0].removesuffix(".jpg"), cells[1]
         if labels.get(stem, scene) != scene:
             raise ValueError(f"{path}:{line}: image {stem} is labelled both {labels[stem]!r} and {scene!r}")
@@ -75,7 +78,10 @@ def read_scene_labels(
     counts = Counter(labels.values())
     dropped = {name: count for name, count in sorted(counts.items()) if count < min_images_per_class}
     if dropped:
-        log.info("%s: dropped %d scene class(es) with < %d images: %s", path, len(dropped), min_images_per_class, dropped)
+        warnings.warn(
+            f"{path}: dropped {len(dropped)} scene class(es) with fewer than {min_images_per_class} images: {dropped}",
+            stacklevel=2,
+        )
     kept = {stem: scene for stem, scene in labels.items() if scene not in dropped}
     return SceneLabels(kept, sorted(set(kept.values())), dropped, unknown)
 

@@ -35,11 +35,12 @@ def _resize_matrix_cpu(out_size: int, in_size: int) -> Tensor:
     return rows[0].T.contiguous()  # (out, in)
 
 
+@functools.lru_cache(maxsize=128)
 def resize_matrix(out_size: int, in_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """The ``(out_size, in_size)`` matrix of 1-D linear resizing, ``align_corners=False``, as torch does it.
 
     Built by resizing the identity with ``F.interpolate`` itself, so it follows torch's convention exactly
-    (including downsampling without antialiasing).
+    (including downsampling without antialiasing). Cached per size, device and dtype: do not modify it.
     """
     return _resize_matrix_cpu(out_size, in_size).to(device=device, dtype=dtype)
 

@@ -15,19 +15,22 @@ from saliency_probe.models.checkpoint import CheckpointMetadataMixin
 from saliency_probe.models.optim import configure_from_config
 
 
-def build_classifier_head(num_classes: int, dropout: float = 0.5) -> nn.Sequential:
-    """pool5, adaptive pooling to 7x7, flatten, FC 4096, FC 4096, FC K (ReLU + dropout between)."""
+def build_classifier_head(num_classes: int, dropout: float = 0.5, hidden_features: int = 4096) -> nn.Sequential:
+    """pool5, adaptive pooling to 7x7, flatten, FC 4096, FC 4096, FC K (ReLU + dropout between).
+
+    ``hidden_features`` other than VGG's 4096 is for quick experiments and tests (the paper uses 4096).
+    """
     return nn.Sequential(
         nn.MaxPool2d(kernel_size=2, stride=2),
         nn.AdaptiveAvgPool2d((7, 7)),
         nn.Flatten(),
-        nn.Linear(512 * 7 * 7, 4096),
+        nn.Linear(512 * 7 * 7, hidden_features),
         nn.ReLU(inplace=True),
         nn.Dropout(dropout),
-        nn.Linear(4096, 4096),
+        nn.Linear(hidden_features, hidden_features),
         nn.ReLU(inplace=True),
         nn.Dropout(dropout),
-        nn.Linear(4096, num_classes),
+        nn.Linear(hidden_features, num_classes),
     )
 
 
@@ -47,6 +50,7 @@ class SceneModule(CheckpointMetadataMixin, pl.LightningModule):
         weights: str | None = None,
         finetune_layers: int | str = 1,
         dropout: float = 0.5,
+        hidden_features: int = 4096,
         init_fc_from_weights: bool = True,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
@@ -62,8 +66,8 @@ class SceneModule(CheckpointMetadataMixin, pl.LightningModule):
             )
         self.save_hyperparameters()
         self.trunk = build_trunk(weights)
-        self.classifier = build_classifier_head(len(class_names), dropout)
-        if weights and init_fc_from_weights:
+        self.classifier = build_classifier_head(len(class_names), dropout, hidden_features)
+        if weights and init_fc_from_weights and hidden_features == 4096:
             self._init_fc_from_vgg(str(weights))
         self.register_buffer("class_weight_tensor", torch.tensor(class_weights, dtype=torch.float32))
         num_classes = len(class_names)

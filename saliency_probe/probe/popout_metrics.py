@@ -30,6 +30,8 @@ from saliency_probe.metrics import functional as MF
 
 #: Per-image score names, in table order.
 SCORE_NAMES = ("nmm", "nmm_distractors", "target_rank", "gsi", "fixations_to_find")
+#: Relative std below which a map counts as constant (rounding noise of float32, as in metrics.functional).
+CONSTANT_RTOL = 8.0 * float(np.finfo(np.float32).eps)
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,20 @@ def item_ids(items: np.ndarray) -> np.ndarray:
     return ids[ids != 0]
 
 
+def item_means(saliency: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mean map value inside each item ``ids[i]`` (scipy ``ndimage.mean``)."""
+    return np.asarray(ndimage.mean(np.asarray(saliency, dtype=np.float64), labels=items, index=ids), dtype=np.float64)
+
+
 def item_nmms(saliency: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """NMM of every item ``ids[i]`` (the map z-scored over the whole image, averaged inside the item)."""
-    maps = torch.from_numpy(np.asarray(saliency, dtype=np.float64))[None, None]
-    masks = torch.from_numpy(np.asarray(items)[None] == np.asarray(ids)[:, None, None])[None]  # (1, R, H, W)
-    everywhere = torch.ones(1, *items.shape, dtype=torch.bool)
-    return MF.region_nss(maps, everywhere, masks)[0, 0].numpy()
+    """NMM of every item ``ids[i]``: its mean map value z-scored by the whole map's mean and population std,
+    the convention of :func:`~saliency_probe.metrics.functional.nmm` (0 for a constant map). From the item
+    means, so 49 items cost one pass over the image rather than 49 masked means."""
+    saliency = np.asarray(saliency, dtype=np.float64)
+    std = float(saliency.std())
+    if std <= CONSTANT_RTOL * float(np.abs(saliency).max()):
+        return np.zeros(len(ids), dtype=np.float64)
+    return (item_means(saliency, items, ids) - float(saliency.mean())) / std
 
 
 def target_item(target: np.ndarray, items: np.ndarray) -> int | None:
@@ -91,11 +101,6 @@ def target_item(target: np.ndarray, items: np.ndarray) -> int | None:
         return None
     values, counts = np.unique(labels, return_counts=True)
     return int(values[np.argmax(counts)])
-
-
-def item_means(saliency: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Mean map value inside each item ``ids[i]`` (scipy ``ndimage.mean``)."""
-    return np.asarray(ndimage.mean(np.asarray(saliency, dtype=np.float64), labels=items, index=ids), dtype=np.float64)
 
 
 def target_rank(

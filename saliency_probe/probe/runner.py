@@ -91,7 +91,8 @@ class ProbeContext:
     def log_image(self, key: str, path: Path, caption: str | None = None) -> None:
         """Log a written figure to W&B (rank zero, W&B logger only)."""
         if self.is_global_zero and isinstance(self.logger, WandbLogger):
-            self.logger.log_image(key=key, images=[str(path)], caption=[caption] if caption else None)
+            extra = {"caption": [caption]} if caption else {}
+            self.logger.log_image(key=key, images=[str(path)], **extra)
 
 
 def validate_config(cfg: DictConfig) -> list[str]:
