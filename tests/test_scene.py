@@ -102,7 +102,7 @@ def test_weighted_loss_matches_cross_entropy_by_hand() -> None:
 
 def test_scene_checkpoint_trunk_loads_into_the_saliency_model(tmp_path: Path, synthetic_root: Path) -> None:
     summary = run_in_process(tmp_path, [*SMALL, *small_data(synthetic_root), "task=scene", "finetune.layers=1",
-                                           "task.module.hidden_features=64"])
+                                           "task.hidden_features=64"])
     assert summary["task"] == "scene"
     saved = json.loads((tmp_path / "summary.json").read_text())
     counts, weights = saved["class_counts"], saved["class_weights"]

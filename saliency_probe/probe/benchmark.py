@@ -17,6 +17,7 @@ Outputs: ``tables/benchmark.csv``, ``tables/benchmark_per_image.csv``, ``tables/
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import multiprocessing
@@ -43,7 +44,7 @@ from saliency_probe.report.tables import format_number, markdown_table, write_cs
 log = logging.getLogger(__name__)
 
 METRICS = ("nss", "cc", "kld", "sim", "auc_judd", "auc_shuffled")
-SUMMARY_COLUMNS = ["model", *METRICS, "n_images"]
+SUMMARY_COLUMNS = ["model", *METRICS, "n_images"]  # the CSV columns with every metric (the default)
 PER_IMAGE_COLUMNS = ["model", "image", "n_fixations", *METRICS]
 CENTER_BIAS, INTER_OBSERVER = "center_bias", "inter_observer"
 BASELINES = (CENTER_BIAS, INTER_OBSERVER)
@@ -72,27 +73,60 @@ def shuffled_auc(saliency: torch.Tensor, fixations: torch.Tensor, negatives: tor
     return float(MF.auc_shuffled(values, fixations[keep][None], negatives[keep][None]))
 
 
-def score_map(saliency: np.ndarray, fixations: np.ndarray, gt: np.ndarray, negatives: np.ndarray) -> dict[str, float]:
-    """The six metrics of one ``(H, W)`` map: fixation metrics on ``fixations`` (bool), distribution metrics
-    against ``gt`` (the blurred fixation map), shuffled AUC against ``negatives`` (bool)."""
+DISTRIBUTION_METRICS = ("cc", "kld", "sim")
+
+
+def blurred_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A boolean fixation map blurred into a ground-truth density (float64)."""
+    return blur(mask.astype(np.float64), sigma)
+
+
+def score_map(
+    saliency: np.ndarray,
+    fixations: np.ndarray,
+    gt: np.ndarray | Callable[[], np.ndarray] | None,
+    negatives: np.ndarray | None,
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, float]:
+    """The ``metrics`` of one ``(H, W)`` map: NSS and AUC-Judd on ``fixations`` (bool), CC/KLD/SIM against
+    ``gt`` (the blurred fixation map, or a function making it: only called when needed), shuffled AUC
+    against ``negatives`` (bool)."""
     s = torch.from_numpy(np.ascontiguousarray(saliency))
     fix = torch.from_numpy(np.ascontiguousarray(fixations, dtype=bool))
-    g = torch.from_numpy(np.ascontiguousarray(gt))
-    neg = torch.from_numpy(np.ascontiguousarray(negatives, dtype=bool))
-    return {
-        "nss": float(MF.nss(s, fix)),
-        "cc": float(MF.cc(s, g)),
-        "kld": float(MF.kld(s, g)),
-        "sim": float(MF.sim(s, g)),
-        "auc_judd": float(MF.auc_judd(s, fix)),
-        "auc_shuffled": shuffled_auc(s, fix, neg),
-    }
+    out: dict[str, float] = {}
+    g = None
+    if any(metric in DISTRIBUTION_METRICS for metric in metrics):
+        g = torch.from_numpy(np.ascontiguousarray(gt() if callable(gt) else gt))
+    for metric in metrics:
+        if metric == "nss":
+            out[metric] = float(MF.nss(s, fix))
+        elif metric == "auc_judd":
+            out[metric] = float(MF.auc_judd(s, fix))
+        elif metric == "auc_shuffled":
+            neg = torch.from_numpy(np.ascontiguousarray(negatives, dtype=bool))
+            out[metric] = shuffled_auc(s, fix, neg)
+        elif metric in DISTRIBUTION_METRICS:
+            out[metric] = float(getattr(MF, metric)(s, g))
+        else:
+            raise ValueError(f"unknown metric {metric!r}; choose among {list(METRICS)}")
+    return out
 
 
-def mean_scores(scores: Sequence[dict[str, float]]) -> dict[str, float]:
+def check_metrics(metrics: Sequence[str] | None) -> tuple[str, ...]:
+    """The requested metrics in the canonical order; unknown names fail with the valid ones."""
+    if metrics is None:
+        return METRICS
+    requested = [str(metric) for metric in metrics]
+    unknown = [metric for metric in requested if metric not in METRICS]
+    if unknown or not requested:
+        raise ValueError(f"benchmark.metrics {requested}: choose a non-empty subset of {list(METRICS)}")
+    return tuple(metric for metric in METRICS if metric in requested)
+
+
+def mean_scores(scores: Sequence[dict[str, float]], metrics: Sequence[str] = METRICS) -> dict[str, float]:
     """Metric-wise mean over the finite values (NaN when there is none)."""
     out = {}
-    for metric in METRICS:
+    for metric in metrics:
         values = np.array([s[metric] for s in scores], dtype=np.float64)
         finite = values[np.isfinite(values)]
         out[metric] = float(finite.mean()) if finite.size else math.nan
@@ -113,6 +147,7 @@ class BenchmarkSettings:
     image_size: int = 224
     classical: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_root: str | None = None
+    metrics: tuple[str, ...] = METRICS
 
 
 @dataclass
@@ -208,8 +243,10 @@ class ImageScorer:
         record = self.dataset.records[index]
         size = (record.height, record.width)
         sigma = float(self.settings.gt_sigma)
+        metrics = self.settings.metrics
         fixations = self.dataset.fixation_map(index) > 0
-        gt = blur(fixations.astype(np.float64), sigma)
+        needs_gt = any(metric in DISTRIBUTION_METRICS for metric in metrics)
+        gt = blurred_mask(fixations, sigma) if needs_gt else None
         others = self.table.others(index)
         negatives = others > 0
         loaded: list[np.ndarray] = []
@@ -228,8 +265,9 @@ class ImageScorer:
                 pairs = list(inter_observer_maps(self.observers(index), size, sigma))
                 if len(pairs) >= 2:  # with a single observer there is no "other" observer to predict from
                     for _number, prediction, own in pairs:
-                        scores.append(score_map(prediction, own, blur(own.astype(np.float64), sigma), negatives))
-                metrics = mean_scores(scores) if scores else dict.fromkeys(METRICS, math.nan)
+                        own_gt = functools.partial(blurred_mask, own, sigma)
+                        scores.append(score_map(prediction, own, own_gt, negatives, metrics))
+                values = mean_scores(scores, metrics) if scores else dict.fromkeys(metrics, math.nan)
                 timing.metric_seconds += time.perf_counter() - started
                 timing.computed += 1
             else:
@@ -241,10 +279,10 @@ class ImageScorer:
                 else:
                     saliency = self.model_map(spec, index, image, timing)
                 started = time.perf_counter()
-                metrics = score_map(saliency, fixations, gt, negatives)
+                values = score_map(saliency, fixations, gt, negatives, metrics)
                 timing.metric_seconds += time.perf_counter() - started
             rows.append({"model": self.names[spec], "image": record.stem, "n_fixations": int(fixations.sum()),
-                         **metrics})
+                         **values})
             timings[self.names[spec]] = timing
         return rows, timings
 
@@ -338,20 +376,28 @@ def score_images(
     return [row for name in by_model for row in by_model[name]], timings
 
 
-def summarise(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model (first-appearance order): metric means over images, ``n_images`` with a finite NSS,
-    and the NSS standard error of the mean (``nss_sem``, not in the CSV)."""
+def summarise(rows: Iterable[dict[str, Any]], metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
+    """One row per model (first-appearance order): metric means over images, ``n_images`` scored (a finite
+    value of the first metric) and that metric's standard error of the mean (``sem``, not in the CSV)."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         grouped.setdefault(row["model"], []).append(row)
     out = []
     for model, model_rows in grouped.items():
-        means = mean_scores(model_rows)
-        nss = np.array([r["nss"] for r in model_rows], dtype=np.float64)
-        nss = nss[np.isfinite(nss)]
-        sem = float(nss.std(ddof=1) / math.sqrt(nss.size)) if nss.size > 1 else math.nan
-        out.append({"model": model, **means, "n_images": int(nss.size), "nss_sem": sem})
+        means = mean_scores(model_rows, metrics)
+        first = np.array([r[metrics[0]] for r in model_rows], dtype=np.float64)
+        first = first[np.isfinite(first)]
+        sem = float(first.std(ddof=1) / math.sqrt(first.size)) if first.size > 1 else math.nan
+        out.append({"model": model, **means, "n_images": int(first.size), "sem": sem})
     return out
+
+
+def summary_columns(metrics: Sequence[str] = METRICS) -> list[str]:
+    return ["model", *metrics, "n_images"]
+
+
+def per_image_columns(metrics: Sequence[str] = METRICS) -> list[str]:
+    return ["model", "image", "n_fixations", *metrics]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -365,19 +411,19 @@ def benchmark_markdown(
     notes: dict[str, str],
     data_line: str,
     gt_sigma: float,
+    metrics: Sequence[str] = METRICS,
 ) -> str:
     """The summary as a Markdown table with the time per model and the notes that say what each row is."""
-    header = ["model", *(METRIC_TITLES[m] for m in METRICS), "images", "map s/img", "metric s/img", "notes"]
+    header = ["model", *(METRIC_TITLES[m] for m in metrics), "images", "map s/img", "metric s/img", "notes"]
     body = []
     for row in summary:
         timing = timings.get(row["model"], ModelTiming())
         images = max(1, timing.computed + timing.cached)
-        nss = format_number(row["nss"], 3)
-        if isinstance(row.get("nss_sem"), float) and math.isfinite(row["nss_sem"]):
-            nss += f" ± {row['nss_sem']:.3f}"
-        body.append([row["model"], nss, *(format_number(row[m], 3) for m in METRICS[1:]), str(row["n_images"]),
-                     f"{timing.map_seconds / images:.3f}", f"{timing.metric_seconds / images:.3f}",
-                     notes.get(row["model"], "")])
+        cells = [format_number(row[m], 3) for m in metrics]
+        if isinstance(row.get("sem"), float) and math.isfinite(row["sem"]):
+            cells[0] += f" ± {row['sem']:.3f}"
+        body.append([row["model"], *cells, str(row["n_images"]), f"{timing.map_seconds / images:.3f}",
+                     f"{timing.metric_seconds / images:.3f}", notes.get(row["model"], "")])
     lines = [
         "## Saliency benchmark",
         "",
@@ -385,11 +431,11 @@ def benchmark_markdown(
         "",
         markdown_table(header, body),
         "",
-        f"Ground truth: unique fixated pixels blurred with a Gaussian of sigma {gt_sigma:g} px; NSS, AUC-Judd and "
-        "sAUC on the fixated pixels (sAUC negatives: pixels fixated in the other images), CC/KLD/SIM against the "
-        "blurred map (inter_observer: against the scored observer's own blurred map). NSS ± standard error over "
-        "images. KLD: lower is better. Seconds are process seconds per image (maps: computing or reading the "
-        "cache).",
+        f"Ground truth: unique fixated pixels blurred with a Gaussian of sigma {gt_sigma:g} px. NSS, AUC-Judd and "
+        "sAUC on the fixated pixels (sAUC negatives: pixels fixated in the other images); CC, KLD and SIM against "
+        "the blurred map (inter_observer: against the scored observer's own blurred map). "
+        f"{METRIC_TITLES[metrics[0]]} ± standard error over images; KLD: lower is better. Seconds are process "
+        "seconds per image (maps: computing or reading the cache; metrics: scoring).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -400,8 +446,12 @@ def _normalised(values: np.ndarray) -> np.ndarray:
 
 
 def example_figure(images: Sequence[np.ndarray], fixations: Sequence[np.ndarray],
-                   maps: Sequence[dict[str, np.ndarray]], stems: Sequence[str]):
-    """Rows = example images; columns = the image with its fixations, the ground truth and each model's map."""
+                   maps: Sequence[dict[str, np.ndarray]], stems: Sequence[str]) -> Any:
+    """Rows = example images; columns = the image with its fixations, the ground truth and each model's map
+    (min-max normalised, grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(maps[0]) if maps else []
@@ -425,7 +475,7 @@ def example_figure(images: Sequence[np.ndarray], fixations: Sequence[np.ndarray]
 
 
 def settings_from_config(cfg: Any, run_dir: Path) -> tuple[BenchmarkSettings, dict[str, Any]]:
-    """``BenchmarkSettings`` and the other options (limit, num_workers, figure_images) from ``cfg.benchmark``."""
+    """``BenchmarkSettings`` and the run options (limit, num_workers, figure_images) from ``cfg.benchmark``."""
     from omegaconf import OmegaConf
 
     bench = cfg.get("benchmark")
@@ -438,16 +488,18 @@ def settings_from_config(cfg: Any, run_dir: Path) -> tuple[BenchmarkSettings, di
     if not sigma > 0:
         raise ValueError(f"benchmark.gt_sigma must be > 0 pixels, got {sigma}")
     cache = bench.get("cache")
-    if cache is False or (isinstance(cache, str) and cache.lower() in ("none", "off", "false")):
+    if cache is False or (isinstance(cache, str) and cache.strip().lower() in ("none", "off", "false")):
         cache_root = None
     else:
-        cache_root = str(Path(cache).expanduser().absolute()) if cache else str(run_dir / "map_cache")
+        cache_root = str(Path(str(cache)).expanduser().absolute()) if cache else str(run_dir / "map_cache")
     classical = bench.get("classical") or {}
     classical = OmegaConf.to_container(classical, resolve=True) if OmegaConf.is_config(classical) else dict(classical)
+    metrics = bench.get("metrics")
     data_cfg = cfg.get("data") or {}
     settings = BenchmarkSettings(
         specs=tuple(specs), gt_sigma=sigma, image_size=int(data_cfg.get("image_size", 224)),
         classical={str(k): dict(v or {}) for k, v in classical.items()}, cache_root=cache_root,
+        metrics=check_metrics(list(metrics) if metrics is not None else None),
     )
     limit = bench.get("limit")
     options = {
@@ -462,11 +514,10 @@ def settings_from_config(cfg: Any, run_dir: Path) -> tuple[BenchmarkSettings, di
 
 def predict_dataset(datamodule: Any) -> FixationDataset:
     """The fixation data set behind a data module (``predict_dataset``, ``dataset`` or the predict loader's)."""
-    for attribute in ("predict_dataset", "dataset"):
-        dataset = getattr(datamodule, attribute, None)
-        if dataset is not None:
-            break
-    else:
+    dataset = getattr(datamodule, "predict_dataset", None)
+    if dataset is None:
+        dataset = getattr(datamodule, "dataset", None)
+    if dataset is None:
         dataset = datamodule.predict_dataloader().dataset
     if not isinstance(dataset, FixationDataset):
         raise TypeError(
@@ -476,10 +527,11 @@ def predict_dataset(datamodule: Any) -> FixationDataset:
     return dataset
 
 
-def ordering_line(summary: Sequence[dict[str, Any]]) -> str:
-    """Models ordered by NSS, lowest first: the first thing a reader checks."""
-    ranked = sorted((row for row in summary if math.isfinite(row["nss"])), key=lambda row: row["nss"])
-    return "NSS order: " + " < ".join(f"{row['model']} {row['nss']:.2f}" for row in ranked)
+def ordering_line(summary: Sequence[dict[str, Any]], metric: str = "nss") -> str:
+    """Models ordered by ``metric``, worst first (the first thing a reader checks)."""
+    finite = [row for row in summary if math.isfinite(row[metric])]
+    ranked = sorted(finite, key=lambda row: row[metric], reverse=metric == "kld")
+    return f"{METRIC_TITLES[metric]} order: " + " < ".join(f"{row['model']} {row[metric]:.3f}" for row in ranked)
 
 
 @register_analysis("benchmark")
@@ -498,11 +550,12 @@ def run_benchmark(context: Any) -> dict[str, Any]:
         if done == total or done % step == 0:
             log.info("benchmark: %d/%d images", done, total)
 
-    scorer = ImageScorer(dataset, settings)
+    scorer = ImageScorer(dataset, settings)  # resolves (and so validates) every model before any work
     started = time.perf_counter()
     rows, timings = score_images(dataset, settings, indices, options["num_workers"], progress=progress, scorer=scorer)
     wall = time.perf_counter() - started
-    summary = summarise(rows)
+    metrics = settings.metrics
+    summary = summarise(rows, metrics)
     result: dict[str, Any] = {"lines": [], "summary": {}}
     if not context.is_global_zero:
         return result
@@ -511,13 +564,13 @@ def run_benchmark(context: Any) -> dict[str, Any]:
     data_line = (f"Data: {type(dataset).__name__} `{root}`, {count} images; wall time {wall:.1f} s with "
                  f"{max(1, options['num_workers'])} process(es).")
     written = [
-        write_csv(context.tables_dir / CSV_NAME, summary, SUMMARY_COLUMNS),
-        write_csv(context.tables_dir / PER_IMAGE_NAME, rows, PER_IMAGE_COLUMNS),
+        write_csv(context.tables_dir / CSV_NAME, summary, summary_columns(metrics)),
+        write_csv(context.tables_dir / PER_IMAGE_NAME, rows, per_image_columns(metrics)),
         write_text(context.tables_dir / MARKDOWN_NAME,
-                   benchmark_markdown(summary, timings, notes, data_line, settings.gt_sigma)),
+                   benchmark_markdown(summary, timings, notes, data_line, settings.gt_sigma, metrics)),
     ]
-    context.log_table("benchmark/summary", summary, SUMMARY_COLUMNS)
-    context.log_table("benchmark/per_image", rows, PER_IMAGE_COLUMNS)
+    context.log_table("benchmark/summary", summary, summary_columns(metrics))
+    context.log_table("benchmark/per_image", rows, per_image_columns(metrics))
     if options["figure_images"] > 0:
         shown = indices[: options["figure_images"]]
         figure = example_figure(
@@ -528,19 +581,20 @@ def run_benchmark(context: Any) -> dict[str, Any]:
         written.append(png)
         context.log_image("benchmark/examples", png)
     lines = [
-        f"{row['model']:<16} " + "  ".join(f"{METRIC_TITLES[m]} {format_number(row[m], 3)}" for m in METRICS)
+        f"{row['model']:<18}" + "  ".join(f"{METRIC_TITLES[m]} {format_number(row[m], 3)}" for m in metrics)
         + f"  ({row['n_images']} images)"
         for row in summary
     ]
-    lines.append(ordering_line(summary))
+    lines.append(ordering_line(summary, "nss" if "nss" in metrics else metrics[0]))
     result["lines"] = lines
     result["summary"] = {
         "images": count,
         "gt_sigma": settings.gt_sigma,
+        "metrics": list(metrics),
         "wall_seconds": round(wall, 2),
         "num_workers": options["num_workers"],
         "cache": settings.cache_root,
-        "models": {row["model"]: {m: row[m] for m in (*METRICS, "n_images")} for row in summary},
+        "models": {row["model"]: {m: row[m] for m in (*metrics, "n_images")} for row in summary},
         "timing": {name: vars(timing) for name, timing in timings.items()},
         "outputs": [str(path) for path in written],
     }
