@@ -19,7 +19,12 @@ from PIL import Image
 
 from saliency_probe.models.backbone import VGGTrunk
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
-from saliency_probe.probe.module import image_generator, load_results, shuffled_region_fixations
+from saliency_probe.probe.module import (
+    image_generator,
+    load_results,
+    shuffled_region_batch,
+    shuffled_region_pixels,
+)
 from saliency_probe.probe.runner import run_probe
 from saliency_probe.probe.sources import RANDOM_NAME, resolve_sources, sweep_sources, varying_overrides
 from saliency_probe.report.tables import read_csv
@@ -303,15 +308,21 @@ def test_shuffled_regions_keep_counts_and_draw_from_the_image_fixations() -> Non
     masks[1, 15:, 20:] = True
     masks[2, 12:14, 0:2] = True
     masks[2, 12:14, 0:2] &= ~fixations[12:14, 0:2]  # a region without fixations
-    sets = shuffled_region_fixations(fixations, masks, image_generator(0, "1001"))
+    sets = shuffled_region_batch(fixations[None], [masks], ["1001"], seed=0)[0]
     assert sets.shape == masks.shape
     assert (sets.sum(dim=(1, 2)) == (masks & fixations).sum(dim=(1, 2))).all()
     assert not (sets & ~fixations).any()  # only fixated pixels of the same image
     assert not sets[2].any()
-    again = shuffled_region_fixations(fixations, masks, image_generator(0, "1001"))
-    other = shuffled_region_fixations(fixations, masks, image_generator(0, "1002"))
+    again = shuffled_region_batch(fixations[None], [masks], ["1001"], seed=0)[0]
+    other = shuffled_region_batch(fixations[None], [masks], ["1002"], seed=0)[0]
     assert torch.equal(sets, again) and not torch.equal(sets, other)
     assert not torch.equal(sets[0], masks[0] & fixations)  # actually shuffled
+    pixels = shuffled_region_pixels(fixations, masks, image_generator(0, "1001"))
+    assert [p.numel() for p in pixels] == (masks & fixations).sum(dim=(1, 2)).tolist()
+    # a batch of two images with different region counts is padded with empty sets
+    batch = shuffled_region_batch(torch.stack([fixations, fixations]), [masks, masks[:1]], ["1001", "9"], seed=0)
+    assert batch.shape == (2, 3, 30, 40) and not batch[1, 1:].any()
+    assert torch.equal(batch[0], sets)  # the draw of an image does not depend on its batch
 
 
 def test_shuffled_baseline_removes_the_planted_selectivity(tmp_path: Path) -> None:
@@ -376,9 +387,14 @@ def test_moved_sweep_folder_still_finds_its_checkpoints(tmp_path: Path) -> None:
 def test_sources_order_controls_and_duplicates(tmp_path: Path) -> None:
     a = fake_checkpoint(tmp_path / "a.ckpt", "task=saliency")
     b = fake_checkpoint(tmp_path / "b.ckpt", "task=saliency")
-    sources = resolve_sources(ckpt=[str(a), str(b)], weights=None, rename={"task=saliency": "sp"})
-    assert [s.name for s in sources] == ["sp", "sp#2", RANDOM_NAME]
+    sources = resolve_sources(ckpt=[str(a), str(b)], weights=None)
+    assert [s.name for s in sources] == ["task=saliency", "task=saliency#2", RANDOM_NAME]
     assert sources[-1].control and sources[-1].kind == "random"
+    named = resolve_sources(ckpt=[str(a), str(b)], weights="IMAGENET1K_V1", names=["pt", "sp", "sr"])
+    assert [(s.name, s.kind) for s in named] == [("pt", "weights"), ("sp", "checkpoint"), ("sr", "checkpoint"),
+                                                 (RANDOM_NAME, "random")]
+    with pytest.raises(ValueError, match="2 name.*3 model"):
+        resolve_sources(ckpt=[str(a), str(b)], weights="IMAGENET1K_V1", names=["pt", "sp"])
     only_weights = resolve_sources(weights=None)
     assert [(s.name, s.control) for s in only_weights] == [(RANDOM_NAME, False)]
 
@@ -424,3 +440,46 @@ def test_sweep_probe_compares_every_job_in_one_table(tmp_path: Path, synthetic_r
     assert "## conv5_3" in markdown and "| model | person head |" in markdown
     assert markdown.index("| finetune.layers=0 |") < markdown.index("| finetune.layers=1 |")
     assert (tmp_path / "run/figures/inner_improvement_conv5_3.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# real OSIE images and fixations (skipped when ../shared/data/osie is absent)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.osie
+def test_probe_reads_real_osie_with_region_files_in_the_osie_sr_layout(tmp_path: Path, osie_root: Path) -> None:
+    """Two real OSIE images with hand-made OSIE-SR annotations (default class ids: 1 person head, 37 text)."""
+    regions = tmp_path / "osie_sr"
+    boxes = {"1001": [(1, (150, 450, 250, 550)), (37, (0, 100, 0, 200))],
+             "1002": [(1, (200, 400, 300, 500)), (37, (450, 600, 600, 800))]}
+    for folder in ("SegmentationClass", "SegmentationObject"):
+        (regions / folder).mkdir(parents=True)
+    for stem, items in boxes.items():
+        classes, objects = np.zeros((600, 800), np.uint8), np.zeros((600, 800), np.uint8)
+        for instance, (class_id, (r0, r1, c0, c1)) in enumerate(items, start=1):
+            classes[r0:r1, c0:c1], objects[r0:r1, c0:c1] = class_id, instance
+        Image.fromarray(classes).save(regions / "SegmentationClass" / f"{stem}.png")
+        Image.fromarray(objects).save(regions / "SegmentationObject" / f"{stem}.png")
+    run_in(tmp_path / "run", ["data=osie_sr", f"data.root={osie_root}", f"data.regions_root={regions}",
+                              "data.stems=['1001','1002']", "data.image_size=64", "data.num_workers=0",
+                              "layers=[conv5_3]", "figures.enabled=false", "controls.random_trunk=false"])
+    # regions that hold fixations, counted from fixations.mat directly
+    content = scipy.io.loadmat(osie_root / "data/eye/fixations.mat", squeeze_me=True, struct_as_record=False)
+    expected: dict[str, int] = {}
+    for entry in np.atleast_1d(content["fixations"]).ravel():
+        stem = Path(entry.img).stem
+        if stem not in boxes:
+            continue
+        fixated = np.zeros((600, 800), dtype=bool)
+        for subject in np.atleast_1d(entry.subjects).ravel():
+            cols = np.clip(np.floor(np.atleast_1d(subject.fix_x) + 0.5).astype(int) - 1, 0, 799)
+            rows = np.clip(np.floor(np.atleast_1d(subject.fix_y) + 0.5).astype(int) - 1, 0, 599)
+            fixated[rows, cols] = True
+        for class_id, (r0, r1, c0, c1) in boxes[stem]:
+            if fixated[r0:r1, c0:c1].any():
+                name = {1: "person head", 37: "text"}[class_id]
+                expected[name] = expected.get(name, 0) + 1
+    rows = csv_rows(tmp_path / "run")
+    assert {key[2]: int(row["n_regions"]) for key, row in rows.items()} == expected
+    assert expected.get("person head") == 2  # the centre boxes hold fixations on these images

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights, vgg16
+from torchvision.models import VGG16_Weights
+from torchvision.models.vgg import cfgs, make_layers
 
 #: conv layer name -> index in ``torchvision.models.vgg16().features``; the in-place ReLU sits at index + 1.
 VGG16_CONV_LAYERS: dict[str, int] = {
@@ -79,7 +80,12 @@ class VGGTrunk(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(*list(vgg16(weights=None).features.children())[:TRUNK_END])
+        # torchvision's own layer builder (no classifier: building VGG-16's 124M-parameter head costs seconds).
+        self.features = nn.Sequential(*list(make_layers(cfgs["D"], batch_norm=False).children())[:TRUNK_END])
+        for module in self.features.modules():  # torchvision's VGG initialisation
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images)

@@ -8,7 +8,6 @@ replaced by random fixations of the same image) and a random-initialisation trun
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
 from collections.abc import Sequence
@@ -18,15 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from saliency_probe.io_utils import write_text
 from saliency_probe.metrics import functional as MF
 from saliency_probe.metrics._resize import resize_bilinear
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
 from saliency_probe.probe.module import LayerResult, RegionProbeModule, load_results, save_results
 from saliency_probe.probe.registry import register_analysis
 from saliency_probe.report.figures import UnitPanel, improvement_bars, save_figure, unit_panels
-from saliency_probe.report.tables import pivot_markdown, write_csv, write_text
-
-log = logging.getLogger(__name__)
+from saliency_probe.report.tables import pivot_markdown, write_csv
 
 CSV_NAME = "inner_representation.csv"
 MARKDOWN_NAME = "inner_representation.md"
@@ -71,7 +69,9 @@ def inner_rows(
                 "n_above_threshold": int(above[k]),
                 "n_regions": int(result.region_counts[k]),
                 f"shuffled_{stat}": float(shuffled_top[k]) if result.shuffled_means is not None else float("nan"),
-                "shuffled_n_above_threshold": int(shuffled_above[k]) if result.shuffled_means is not None else -1,
+                "shuffled_n_above_threshold": (
+                    int(shuffled_above[k]) if result.shuffled_means is not None else float("nan")
+                ),
                 "control": bool(control),
             })
     return rows
@@ -251,6 +251,15 @@ def summary_lines(rows: Sequence[dict[str, Any]], models: Sequence[str], layer: 
     return lines
 
 
+def excluded_text(per_model: dict[str, dict[str, LayerResult]]) -> str:
+    """What was left out of the means (the same for every model and layer: it depends on the data only)."""
+    first = next((result for results in per_model.values() for result in results.values()), None)
+    if first is None:
+        return "no data"
+    return (f"left out: {first.excluded_images} image(s) without fixations, {first.excluded_regions} region(s) "
+            "without fixations")
+
+
 @register_analysis("inner")
 def run_inner(context: Any) -> dict[str, Any]:
     """Probe every model of ``context.sources``; write tables, per-unit arrays and figures."""
@@ -297,8 +306,9 @@ def run_inner(context: Any) -> dict[str, Any]:
     controls = [s.name for s in context.sources if s.control]
     if context.is_global_zero:
         column_names = columns(top_k)
-        header = (f"top-k = {top_k}, T = {threshold:g}; {len(dataset)} images; shuffled-region baseline: each "
-                  "region's fixations replaced by as many random fixations of the same image.")
+        header = (f"top-k = {top_k}, T = {threshold:g}; {len(dataset)} images; {excluded_text(per_model)}; "
+                  "shuffled-region baseline: each region's fixations replaced by as many random fixations of the "
+                  "same image.")
         written.append(str(write_csv(context.tables_dir / CSV_NAME, all_rows, column_names)))
         text = inner_markdown(all_rows, models, layers, categories, top_k, threshold, controls, header)
         written.append(str(write_text(context.tables_dir / MARKDOWN_NAME, text)))
@@ -312,12 +322,14 @@ def run_inner(context: Any) -> dict[str, Any]:
                 written.append(str(png))
                 context.log_image(f"inner/improvement/{layer}", png)
     summary_layer = layers[-1]
+    lines = summary_lines(all_rows, models, summary_layer, categories, top_k)
+    lines.append(f"{len(dataset)} images; {excluded_text(per_model)}")
     return {
         "rows": all_rows,
         "unit_results": per_model,
         "categories": categories,
         "files": written,
-        "lines": summary_lines(all_rows, models, summary_layer, categories, top_k),
+        "lines": lines,
         "summary": {"layers": layers, "top_k": top_k, "threshold": threshold, "images": len(dataset),
                     "csv": str(context.tables_dir / CSV_NAME)},
     }

@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
 from saliency_probe.metrics import RegionNSS
-from saliency_probe.models.backbone import LAYER_CHANNELS
+from saliency_probe.models.backbone import LAYER_CHANNELS, LAYER_STRIDE
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.report.tables import write_npz
 
@@ -33,9 +33,9 @@ def image_generator(seed: int, stem: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + zlib.crc32(str(stem).encode("utf-8")))
 
 
-def shuffled_region_fixations(fixations: Tensor, region_masks: Tensor, generator: torch.Generator) -> Tensor:
-    """The shuffled-region control: each region's fixated pixels replaced by as many fixated pixels drawn at
-    random (without replacement) from **all** fixated pixels of the same image.
+def shuffled_region_pixels(fixations: Tensor, region_masks: Tensor, generator: torch.Generator) -> list[Tensor]:
+    """The shuffled-region control for one image: each region's fixated pixels replaced by as many fixated
+    pixels drawn at random (without replacement) from **all** fixated pixels of the same image.
 
     Args:
         fixations: ``(H, W)`` binary fixation map.
@@ -43,21 +43,33 @@ def shuffled_region_fixations(fixations: Tensor, region_masks: Tensor, generator
         generator: CPU random generator (see :func:`image_generator`).
 
     Returns:
-        ``(R, H, W)`` bool pixel sets. Each keeps its region's fixation count, so a region without fixations
-        stays empty (and is excluded, as in the real statistic). Region NSS over these sets (with a fixation
-        map of ones) is the chance level of Eq. 1: how a unit scores at the image's fixations regardless of
-        which region they fell in.
+        For each region, the flat indices (into ``H * W``, on the masks' device) of its drawn pixels. Each keeps
+        its region's fixation count, so a region without fixations stays empty (and is excluded, as in the real
+        statistic). Region NSS over these sets is the chance level of Eq. 1: how a unit scores at the image's
+        fixations regardless of which region they fell in. Only the fixated pixels are read, never the full
+        masks.
     """
-    fixated = fixations.detach().reshape(-1).cpu() != 0
-    masks = region_masks.detach().reshape(region_masks.shape[0], -1).cpu() != 0
-    pool = fixated.nonzero().squeeze(1)
-    counts = (masks & fixated).sum(dim=1).tolist()
-    out = torch.zeros_like(masks)
-    for region, count in enumerate(counts):
-        if count:
-            chosen = pool[torch.randperm(pool.numel(), generator=generator)[:count]]
-            out[region, chosen] = True
-    return out.reshape(region_masks.shape).to(region_masks.device)
+    pool = (fixations.detach().reshape(-1) != 0).nonzero().squeeze(1)  # flat indices of the fixated pixels
+    inside = region_masks.detach().reshape(region_masks.shape[0], -1)[:, pool] != 0  # (R, n_fixated)
+    counts = inside.sum(dim=1).tolist()
+    drawn = []
+    for count in counts:
+        order = torch.randperm(pool.numel(), generator=generator)[:count]
+        drawn.append(pool[order.to(pool.device)])
+    return drawn
+
+
+def shuffled_region_batch(
+    fixations: Tensor, region_masks: Sequence[Tensor], stems: Sequence[str], seed: int
+) -> Tensor:
+    """The control's pixel sets of a batch as one padded bool ``(B, max R_b, H, W)`` tensor."""
+    count = max((int(masks.shape[0]) for masks in region_masks), default=0)
+    height, width = fixations.shape[-2:]
+    out = torch.zeros(len(region_masks), count, height * width, dtype=torch.bool, device=fixations.device)
+    for index, (fix, masks, stem) in enumerate(zip(fixations, region_masks, stems, strict=True)):
+        for region, pixels in enumerate(shuffled_region_pixels(fix, masks, image_generator(seed, stem))):
+            out[index, region, pixels] = True
+    return out.reshape(len(region_masks), count, height, width)
 
 
 def pad_regions(region_masks: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
@@ -68,7 +80,7 @@ def pad_regions(region_masks: Sequence[Tensor], size: tuple[int, int]) -> Tensor
     for index, masks in enumerate(region_masks):
         if tuple(masks.shape[-2:]) != tuple(size):
             raise ValueError(f"region masks of image {index} are {tuple(masks.shape[-2:])}, fixations {tuple(size)}")
-        padded[index, : masks.shape[0]] = masks != 0
+        padded[index, : masks.shape[0]] = masks if masks.dtype == torch.bool else masks != 0
     return padded
 
 
@@ -122,6 +134,18 @@ def load_results(path: str | Path) -> tuple[dict[str, LayerResult], list[str]]:
     return results, categories
 
 
+def resolution_groups(layers: Sequence[str]) -> dict[str, list[str]]:
+    """Layers with the same stride (so the same map size): ``{"stride8": [conv4_1, conv4_2, conv4_3], ...}``.
+
+    One metric per group sees the group's units concatenated, so the fixations of each region are projected
+    to the small map once per batch and size instead of once per layer.
+    """
+    groups: dict[str, list[str]] = {}
+    for layer in layers:
+        groups.setdefault(f"stride{LAYER_STRIDE[layer]}", []).append(layer)
+    return groups
+
+
 class RegionProbeModule(pl.LightningModule):
     """Eq. 1 for every unit of ``layers`` of ``trunk``, accumulated per category over the predict data.
 
@@ -143,17 +167,20 @@ class RegionProbeModule(pl.LightningModule):
         super().__init__()
         self.activations = LayerActivations(trunk, layers)
         self.layers = self.activations.layers
+        self.groups = resolution_groups(self.layers)
         self.categories = list(categories)
         self.seed = int(seed)
         self.result_path = Path(result_path) if result_path is not None else None
-        self.region_nss = nn.ModuleDict({n: RegionNSS(LAYER_CHANNELS[n], self.categories) for n in self.layers})
-        self.shuffled = (
-            nn.ModuleDict({n: RegionNSS(LAYER_CHANNELS[n], self.categories) for n in self.layers})
-            if shuffled_control
-            else None
-        )
+        self.region_nss = self._group_metrics()
+        self.shuffled = self._group_metrics() if shuffled_control else None
         self.results: dict[str, LayerResult] | None = None
         self.eval()
+
+    def _group_metrics(self) -> nn.ModuleDict:
+        return nn.ModuleDict({
+            group: RegionNSS(sum(LAYER_CHANNELS[layer] for layer in members), self.categories)
+            for group, members in self.groups.items()
+        })
 
     def _metrics(self) -> list[RegionNSS]:
         metrics = list(self.region_nss.values())
@@ -170,37 +197,41 @@ class RegionProbeModule(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         features = self.activations(batch["image"])
         fixations, masks, categories = batch["fixations"], batch["region_masks"], batch["region_categories"]
-        padded = pad_regions(masks, tuple(fixations.shape[-2:]))  # once per batch, shared by every layer
-        for layer in self.layers:
-            self.region_nss[layer].update(features[layer], fixations, padded, categories)
+        size = tuple(fixations.shape[-2:])
+        padded = pad_regions(masks, size)  # once per batch, shared by every group
+        grouped = {
+            group: torch.cat([features[layer] for layer in members], dim=1) if len(members) > 1 else features[members[0]]
+            for group, members in self.groups.items()
+        }
+        for group, maps in grouped.items():
+            self.region_nss[group].update(maps, fixations, padded, categories)
         if self.shuffled is not None:
-            sets = pad_regions(
-                [
-                    shuffled_region_fixations(fix, regions, image_generator(self.seed, stem))
-                    for fix, regions, stem in zip(fixations, masks, batch["stem"], strict=True)
-                ],
-                tuple(fixations.shape[-2:]),
-            )
-            everywhere = torch.ones_like(fixations)
-            for layer in self.layers:
-                self.shuffled[layer].update(features[layer], everywhere, sets, categories)
+            sets = shuffled_region_batch(fixations, masks, batch["stem"], self.seed)
+            # the sets are fixated pixels, so "fixations inside a set" is the set itself
+            for group, maps in grouped.items():
+                self.shuffled[group].update(maps, fixations, sets, categories)
         return None
 
     def on_predict_epoch_end(self) -> None:
         results = {}
-        for layer in self.layers:
-            metric = self.region_nss[layer]
-            results[layer] = LayerResult(
-                unit_means=metric.compute().cpu().numpy(),
-                unit_std=metric.unit_std().cpu().numpy(),
-                region_counts=metric.region_counts().cpu().numpy(),
-                excluded_regions=metric.excluded_regions,
-                excluded_images=metric.excluded_images,
-                shuffled_means=self.shuffled[layer].compute().cpu().numpy() if self.shuffled is not None else None,
-            )
-        self.results = results
+        for group, members in self.groups.items():
+            metric = self.region_nss[group]
+            means, std = metric.compute().cpu().numpy(), metric.unit_std().cpu().numpy()
+            counts = metric.region_counts().cpu().numpy()
+            excluded = (metric.excluded_regions, metric.excluded_images)
+            shuffled = self.shuffled[group].compute().cpu().numpy() if self.shuffled is not None else None
+            offset = 0
+            for layer in members:
+                units = slice(offset, offset + LAYER_CHANNELS[layer])
+                offset = units.stop
+                results[layer] = LayerResult(
+                    unit_means=means[units], unit_std=std[units], region_counts=counts,
+                    excluded_regions=excluded[0], excluded_images=excluded[1],
+                    shuffled_means=shuffled[units] if shuffled is not None else None,
+                )
+        self.results = {layer: results[layer] for layer in self.layers}
         if self.result_path is not None and self.trainer.is_global_zero:
-            save_results(self.result_path, results, self.categories)
+            save_results(self.result_path, self.results, self.categories)
 
 
 class ImageProgressBar(Callback):

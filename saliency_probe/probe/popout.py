@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
+from hydra.utils import get_class  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
@@ -175,6 +176,16 @@ def popout_options(cfg: Any) -> PopoutOptions:
     return options
 
 
+def data_is_popout(cfg: Any) -> bool:
+    """True when the ``data`` group builds a :class:`PopoutDataModule` (``data=popout``), without building it."""
+    target = str((cfg.get("data") or {}).get("_target_") or "")
+    try:
+        cls = get_class(target)
+    except Exception:  # noqa: BLE001 - any unresolvable target is "not pop-out data"
+        return False
+    return isinstance(cls, type) and issubclass(cls, PopoutDataModule)
+
+
 def popout_datamodule(context: Any, options: PopoutOptions) -> PopoutDataModule:
     """``popout.root`` when given, else the ``data`` group, which must then be ``data=popout``."""
     if options.root is not None:
@@ -182,13 +193,13 @@ def popout_datamodule(context: Any, options: PopoutOptions) -> PopoutDataModule:
         datamodule.prepare_data()
         datamodule.setup("predict")
         return datamodule
-    datamodule = context.datamodule("data")
-    if not isinstance(datamodule, PopoutDataModule):
+    if not data_is_popout(context.cfg):
+        target = (context.cfg.get("data") or {}).get("_target_") or "not set"
         raise ValueError(
-            f"the popout analysis needs pop-out arrays but data is {type(datamodule).__name__}: use "
+            f"the popout analysis needs pop-out arrays but data is {target}: use "
             "`data=popout data.root=DIR` (DIR is generated when empty) or `popout.root=DIR` beside another data set"
         )
-    return datamodule
+    return context.datamodule("data")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -312,6 +323,17 @@ def map_models(options: PopoutOptions, sources: Iterable[Any]) -> list[MapModel]
     if repeated:
         raise ValueError(f"popout.models: model names {repeated} repeat; each model must appear once")
     return models
+
+
+def check_models(options: PopoutOptions) -> None:
+    """Fail before any work (on every rank alike) on an unknown model, a bad classical parameter, a missing
+    checkpoint or maps folder; checkpoints are loaded later, by rank zero only."""
+    for spec in options.models:
+        if spec.startswith("ckpt:"):
+            if not Path(spec[len("ckpt:"):]).expanduser().is_file():
+                raise FileNotFoundError(f"popout.models: {spec}: no checkpoint file {spec[len('ckpt:'):]}")
+        else:
+            resolve_model(spec, options.image_size, options.classical)
 
 
 def example_ids(dataset: PopoutDataset, count: int) -> list[str]:
@@ -486,6 +508,7 @@ def psychometric_figure(levels: Sequence[dict[str, Any]], models: Sequence[str],
                 x, y = zip(*points, strict=True)
                 axis.plot(x, y, marker="o", markersize=3, label=model, color=colours(index % 10))
         axis.set_title(dimension, fontsize=9)
+        axis.set_xticks(sorted({int(row["level"]) for row in levels if row["dimension"] == dimension}))
         axis.set_xlabel("contrast level", fontsize=8)
         axis.tick_params(labelsize=7)
         if score in ("nmm", "nmm_distractors", "gsi"):
@@ -520,10 +543,11 @@ def summary_lines(models: Sequence[dict[str, Any]], units: Sequence[dict[str, An
         stat = f"top{top_k}_nmm"
         order = list(reversed(layers))
         table = {(row["model"], row["layer"]): row[stat] for row in units}
-        lines.append(f"top-{top_k} unit NMM: {'model':<{width - 19}} " + " ".join(f"{layer:>8}" for layer in order))
+        lines.append(f"top-{top_k} unit NMM per layer")
+        lines.append(f"{'model':<{width}} " + " ".join(f"{layer:>8}" for layer in order))
         for model in dict.fromkeys(row["model"] for row in units):
             values = " ".join(f"{table.get((model, layer), math.nan):8.2f}" for layer in order)
-            lines.append(f"{'':<20}{model:<{width - 19}} {values}")
+            lines.append(f"{model:<{width}} {values}")
     return lines
 
 
@@ -548,6 +572,7 @@ def run_popout(context: Any) -> dict[str, Any]:
     options = popout_options(cfg)
     layers = ordered_layers(list(cfg.layers))
     top_k = int(cfg.top_k)
+    check_models(options)
     datamodule = popout_datamodule(context, options)
     dataset = datamodule.dataset
     figures_on = bool((cfg.get("figures") or {}).get("enabled", True))
@@ -561,7 +586,8 @@ def run_popout(context: Any) -> dict[str, Any]:
     per_image: list[dict[str, Any]] = []
     if context.is_global_zero:
         models = map_models(options, context.sources)
-        per_image, examples = score_models(models, dataset, options, progress=bool(cfg.get("progress_bar", True)))
+        progress = bool(cfg.get("progress_bar", True))
+        per_image, examples = score_models(models, dataset, options, progress) if models else ([], {})
         models_table = model_rows(per_image, models)
         levels = level_rows(per_image, models)
         counted = models_table[0]["images"] if models_table else 0
@@ -602,3 +628,11 @@ def run_popout(context: Any) -> dict[str, Any]:
                     "layers": layers if units else [], "top_k": top_k,
                     "csv": str(context.tables_dir / "popout_models.csv")},
     }
+
+
+def _applies_to(cfg: Any, sources: Sequence[Any]) -> bool:
+    """For ``analyses: auto``: the analysis applies when pop-out arrays are configured."""
+    return bool((cfg.get("popout") or {}).get("root")) or data_is_popout(cfg)
+
+
+run_popout.applies_to = _applies_to  # type: ignore[attr-defined]

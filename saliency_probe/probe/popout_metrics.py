@@ -131,8 +131,8 @@ def item_boxes(items: np.ndarray) -> list[tuple[int, int]]:
 
 
 def inhibition_box(items: np.ndarray | None, target: np.ndarray, size: str | int = "item") -> tuple[int, int]:
-    """``(height, width)`` of the inhibition box: ``"item"`` = the median item bounding box (the target's
-    own box when there are no item masks), or an int side in pixels."""
+    """``(height, width)`` of the inhibition box: ``"item"`` = the median item bounding box rounded up to odd
+    sides (the target's own box when there are no item masks), or an int side in pixels."""
     if not isinstance(size, str):
         side = int(size)
         if side < 1:
@@ -146,7 +146,14 @@ def inhibition_box(items: np.ndarray | None, target: np.ndarray, size: str | int
     if not boxes:
         raise ValueError("cannot size an item-sized inhibition box: no item masks and an empty target mask")
     heights, widths = zip(*boxes, strict=True)
-    return max(1, int(round(float(np.median(heights))))), max(1, int(round(float(np.median(widths)))))
+    return _odd(float(np.median(heights))), _odd(float(np.median(widths)))
+
+
+def _odd(side: float) -> int:
+    """The smallest odd integer >= ``side``: centred on any of an even-sized item's central pixels, the box
+    still covers the whole item (an even box would leave a one-pixel sliver to be fixated again)."""
+    whole = max(1, math.ceil(side - 1e-9))
+    return whole if whole % 2 else whole + 1
 
 
 def target_region(target: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from saliency_probe.probe.activations import ordered_layers
 from saliency_probe.probe.module import ImageProgressBar
 from saliency_probe.probe.registry import get_analysis
 from saliency_probe.probe.sources import TrunkSource, resolve_sources
+from saliency_probe.report.report_md import write_report
 from saliency_probe.report.tables import log_wandb_table
 from saliency_probe.run_context import output_dir, print_config_tree, run_identity
 from saliency_probe.training import build_logger
@@ -104,12 +105,31 @@ def validate_config(cfg: DictConfig) -> list[str]:
         raise ValueError(f"figures.layers {outside} are not probed; choose among layers={layers}")
     if int(cfg.top_k) < 1:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}")
-    analyses = [str(name) for name in (cfg.analyses or [])]
+    analyses = list(AUTO_ANALYSES) if is_auto(cfg.analyses) else [str(name) for name in (cfg.analyses or [])]
     if not analyses:
-        raise ValueError("analyses is empty: name at least one (e.g. analyses=[inner])")
+        raise ValueError("analyses is empty: name at least one (e.g. analyses=[inner]) or use analyses=auto")
     for name in analyses:
         get_analysis(name)
     return analyses
+
+
+#: ``analyses: auto`` (or null) runs these, in this order, where they apply to the probed models.
+AUTO_ANALYSES = ("inner", "output", "scene_attention")
+
+
+def is_auto(analyses: Any) -> bool:
+    """True for ``analyses: auto`` or ``analyses: null``."""
+    return analyses is None or (isinstance(analyses, str) and analyses.strip().lower() == "auto")
+
+
+def applicable_analyses(cfg: DictConfig, names: list[str], sources: list[TrunkSource]) -> list[str]:
+    """The ``names`` whose analysis applies: its ``applies_to(cfg, sources)`` attribute holds (none: always)."""
+    chosen = []
+    for name in names:
+        applies = getattr(get_analysis(name), "applies_to", None)
+        if applies is None or applies(cfg, sources):
+            chosen.append(name)
+    return chosen
 
 
 def run_probe(cfg: DictConfig) -> dict[str, Any]:
@@ -125,8 +145,10 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
         weights=cfg.backbone.weights,
         random_control=bool(cfg.controls.random_trunk),
         seed=int(cfg.seed),
-        rename=dict(cfg.get("rename") or {}),
+        names=list(cfg.get("names") or []),
     )
+    if is_auto(cfg.analyses):
+        analyses = applicable_analyses(cfg, analyses, sources)
     name, group = run_identity(default_name="probe")
     logger = build_logger(cfg.get("logger"), run_dir, name, group, job_type="probe")
     context = ProbeContext(cfg=cfg, run_dir=run_dir, sources=sources, logger=logger)
@@ -143,6 +165,7 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
         }
         if context.is_global_zero:
             write_json(run_dir / "probe_summary.json", summary)
+            write_report(run_dir, summary["models"])
             print_summary(context)
         return summary
     finally:

@@ -214,7 +214,7 @@ def resolve_sources(
     weights: str | None = None,
     random_control: bool = True,
     seed: int = 0,
-    rename: dict[str, str] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[TrunkSource]:
     """The models of a probe run, in table order.
 
@@ -222,7 +222,8 @@ def resolve_sources(
       the checkpoints when it names real weights (Table 7's "pt" row);
     - then every ``ckpt`` in order, then every job of ``sweep`` by job number;
     - then the random-initialisation control, unless a random trunk is already probed.
-    ``rename`` maps names to display names (``{"task=saliency": "sp"}``).
+    ``names`` gives display names to the requested models in this order (controls keep theirs), e.g. Table 7's
+    ``[pt, sp, sr]``.
     """
     sources: list[TrunkSource] = []
     checkpoints = _as_list(ckpt)
@@ -235,8 +236,15 @@ def resolve_sources(
     sources.extend(checkpoint_source(path) for path in checkpoints)
     if sweep:
         sources.extend(sweep_sources(sweep))
+    if names:
+        labels = [str(name) for name in names]
+        if len(labels) != len(sources):
+            raise ValueError(
+                f"names={labels} gives {len(labels)} name(s) for {len(sources)} model(s) "
+                f"({[source.name for source in sources]}, in this order)"
+            )
+        sources = [replace(source, name=label, info={**source.info, "original_name": source.name})
+                   for source, label in zip(sources, labels, strict=True)]
     if random_control and not any(source.kind == "random" for source in sources):
         sources.append(TrunkSource(name=RANDOM_NAME, kind="random", seed=seed, control=True, info={"control": True}))
-    if rename:
-        sources = [replace(s, name=str(rename.get(s.name, s.name))) for s in sources]
     return _unique_names(sources)

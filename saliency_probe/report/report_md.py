@@ -1,0 +1,317 @@
+"""``report.md`` of a probe run: every table and figure of the run folder, one line on how each was computed,
+and the paper's published values beside ours where the paper has them (``paper_values.json``).
+
+Built from the files of the run folder (and ``probe_summary.json`` for the models), so it can be rebuilt at
+any time: ``python -m saliency_probe.report.report_md <run folder>``. The paper's numbers come from other data
+(OSIE-SR, SALICON-SAL-SCE, ImageNet weights, 224 px): they are context, not targets, for other settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from saliency_probe.io_utils import write_text
+from saliency_probe.report.tables import format_number, markdown_table, read_csv
+
+REPORT_NAME = "report.md"
+
+#: (file pattern under the run folder, how it was computed). First match wins; unknown files are still listed.
+DESCRIPTIONS: list[tuple[str, str]] = [
+    ("tables/inner_representation.csv", "Eq. 1 region NSS of every unit, averaged per category over all regions; "
+     "per model, layer and category the top-k mean and the number of units above T (Tables 2, 3, 7), with the "
+     "shuffled-region baseline."),
+    ("tables/inner_representation.md", "the same in the paper's layout."),
+    ("tables/inner_units_*.npz", "per model and layer the (units x categories) means, stds and region counts."),
+    ("tables/output_saliency.csv", "per saliency checkpoint and category: inner NSS (conv5_3 top-k mean), OS_c "
+     "(Eq. 2: mean NSS of the prediction over the category's regions), OD_c (Eq. 3: mean |NSS(pred) - NSS(GT)|)."),
+    ("tables/output_regions.csv", "every region's NSS of the prediction and of the ground truth (the values the "
+     "ANOVA and Tukey tests use)."),
+    ("tables/output_saliency.md", "the output table with the tests per model."),
+    ("tables/statistics.json", "Spearman r_s(inner NSS, OS_c) across categories; one-way ANOVA and Tukey HSD "
+     "across categories on per-region OD (and OS); per model, the primary model at the top level."),
+    ("tables/scene_attention.csv", "Table 8: NSS of the scene network's mean conv5_3 map on held-out images, split "
+     "by correct / wrong scene prediction, with a percentile-bootstrap interval of the mean."),
+    ("tables/scene_attention_per_image.csv", "every held-out image's label, prediction and attention NSS."),
+    ("tables/scene_attention.md", "Table 8 with the Mann-Whitney test between the groups."),
+    ("tables/popout_models.*", "Table 4: model outputs on the pop-out arrays (NMM, distractor NMM, target rank, "
+     "GSI, fixations to find)."),
+    ("tables/popout_layers.*", "Table 5: top-k unit NMM per probed layer and trunk."),
+    ("tables/popout_sweep.*", "Table 6: top-k unit NMM at the deepest layer per fine-tuned layer count."),
+    ("tables/popout_levels.*", "pop-out scores per dimension and contrast level (psychometric curves)."),
+    ("tables/popout_per_image.*", "pop-out scores per array."),
+    ("tables/benchmark*", "saliency benchmark on human fixations (NSS, CC, KLD, SIM, AUC-Judd, shuffled AUC)."),
+    ("figures/inner_units_*", "Fig. 3: per category the unit with the largest mean NSS on the image where it "
+     "scores highest."),
+    ("figures/inner_improvement_*", "Fig. 4: top-k mean NSS change per category against the first model."),
+    ("figures/fig5_unit_gain_*", "Fig. 5: the conv5_3 unit and category with the largest mean-NSS gain from "
+     "fine-tuning, before and after, on the image where it changed most."),
+    ("figures/fig6_unit_*", "Fig. 6: the fine-tuned trunk's best unit for the least-improved category, before "
+     "and after, on the image where it changed most."),
+    ("figures/fig11_tasks_*", "Fig. 11: one conv5_3 unit in the pretrained, scene-tuned and saliency-tuned "
+     "trunks (the unit and category where saliency and scene tuning differ most)."),
+    ("figures/output_fig7_*", "Fig. 7: inner vs output saliency per category (r_s), OD per category (95% CI), "
+     "and the image with the largest mean OD."),
+    ("figures/popout_*", "Fig. 8 and psychometric curves of the pop-out analysis."),
+    ("figures/benchmark_*", "benchmark example maps."),
+]
+
+
+@functools.lru_cache(maxsize=1)
+def paper_values() -> dict[str, Any]:
+    """The paper's published numbers (Tables 2-8, Section 6), with their citation."""
+    text = resources.files("saliency_probe.report").joinpath("paper_values.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def describe(relative: str) -> str:
+    """The one-line description of a run file (``tables/x.csv``), or a generic line."""
+    for pattern, text in DESCRIPTIONS:
+        if fnmatch.fnmatch(relative, pattern):
+            return text
+    return "written by an analysis of this run (no description registered)."
+
+
+# ------------------------------------------------------------------------------------------------------------
+# model -> paper row
+# ------------------------------------------------------------------------------------------------------------
+
+
+def paper_row(model: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(table, row)`` of the paper's inner statistics matching a probed model, or None.
+
+    A pretrained trunk (``backbone.weights``) or any checkpoint with 0 fine-tuned layers (trunk untouched) is
+    Table 3 row 0; a saliency checkpoint with k layers tuned is Table 3 row k; a scene checkpoint with 1 layer
+    tuned is Table 7 row ``sr`` (the paper's only scene setting). Random trunks have no paper row.
+    """
+    info = model.get("info") or {}
+    kind, task, layers = model.get("kind"), info.get("task"), str(info.get("finetune_layers"))
+    if kind == "weights":
+        return "table3", "0"
+    if kind != "checkpoint":
+        return None
+    if layers == "0":
+        return "table3", "0"
+    if task == "saliency" and layers in paper_values()["table3"]["top10_mean_nss"]:
+        return "table3", layers
+    if task == "scene" and layers == "1":
+        return "table7", "sr"
+    return None
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _pair(ours: Any, theirs: Any, digits: int) -> str:
+    return f"{format_number(_number(ours), digits)} ({format_number(theirs, digits) if theirs is not None else '–'})"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# sections
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _embed(path: Path) -> list[str]:
+    """A Markdown table file, its headings pushed two levels down."""
+    lines = path.read_text(encoding="utf-8").rstrip().splitlines()
+    return [("##" + line) if line.startswith("#") else line for line in lines] + [""]
+
+
+def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
+    csv = run / "tables/inner_representation.csv"
+    if not csv.is_file():
+        return []
+    rows = read_csv(csv)
+    stat = next(key for key in rows[0] if key.endswith("_mean_nss") and not key.startswith("shuffled"))
+    paper = paper_values()
+    lines = ["## Inner representation (Tables 2, 3, 7)", "",
+             f"`{csv.relative_to(run)}`: {describe('tables/inner_representation.csv')}", ""]
+    if (run / "tables/inner_representation.md").is_file():
+        lines += _embed(run / "tables/inner_representation.md")
+    categories = list(dict.fromkeys(row["category"] for row in rows))
+    layers = list(dict.fromkeys(row["layer"] for row in rows))
+    matched = [(m, paper_row(m)) for m in models if paper_row(m) is not None]
+    if matched and "conv5_3" in layers:
+        lines += ["### conv5_3 beside the paper: ours (paper)", "",
+                  "Rows are matched by fine-tuned layers and task: Table 3 row k for saliency checkpoints and "
+                  "untouched trunks (k = 0), Table 7 `sr` for a scene checkpoint with 1 layer tuned.", ""]
+        for key, caption, digits in ((stat, "top-k mean NSS", 2), ("n_above_threshold", "units above T", 0)):
+            paper_key = "top10_mean_nss" if key == stat else "n_above_threshold"
+            table = {(r["model"], r["category"]): r[key] for r in rows if r["layer"] == "conv5_3"}
+            body = []
+            for model, (name, row) in matched:
+                values = paper[name][paper_key][row]
+                body.append([f"{model['name']} ↔ {name} {row}",
+                             *(_pair(table.get((model["name"], c)), values.get(c), digits) for c in categories)])
+            lines += [f"**{caption}**", "", markdown_table(["model ↔ paper", *categories], body), ""]
+    pretrained = [m for m, match in matched if match == ("table3", "0")]
+    if pretrained and len(layers) > 1:
+        model = pretrained[0]
+        table = {(r["layer"], r["category"]): r[stat] for r in rows if r["model"] == model["name"]}
+        body = [[layer, *(_pair(table.get((layer, c)), paper["table2"]["top10_mean_nss"].get(layer, {}).get(c), 2)
+                          for c in categories)]
+                for layer in reversed(layers) if layer in paper["table2"]["top10_mean_nss"]]
+        if body:
+            lines += [f"### Layers of {model['name']} beside Table 2 (top-k mean NSS): ours (paper)", "",
+                      markdown_table(["layer", *categories], body), ""]
+    return lines
+
+
+def output_section(run: Path) -> list[str]:
+    csv, statistics = run / "tables/output_saliency.csv", run / "tables/statistics.json"
+    if not csv.is_file():
+        return []
+    lines = ["## Output saliency and output difference (Section 6, Eqs. 2-3, Fig. 7)", ""]
+    for name in ("output_saliency.csv", "output_regions.csv", "statistics.json"):
+        if (run / "tables" / name).is_file():
+            lines.append(f"- `tables/{name}`: {describe('tables/' + name)}")
+    lines.append("")
+    if (run / "tables/output_saliency.md").is_file():
+        lines += _embed(run / "tables/output_saliency.md")
+    if statistics.is_file():
+        data = json.loads(statistics.read_text(encoding="utf-8"))
+        paper = paper_values()["section6"]
+        spearman, anova = data.get("spearman") or {}, data.get("anova") or {}
+        body = [["Spearman r_s(inner, OS_c)", format_number(spearman.get("r")), format_number(paper["spearman_r"])],
+                ["ANOVA p, per-region OD across categories", _p(anova.get("p")), _p(paper["anova_p_od"])],
+                ["Tukey HSD pairs that differ", str(len(data.get("tukey") or [])), "–"]]
+        lines += [f"### {data.get('model')} beside the paper", "", markdown_table(["statistic", "ours", "paper"], body),
+                  ""]
+    return lines
+
+
+def _p(value: Any) -> str:
+    return "–" if value is None or not math.isfinite(_number(value)) else f"{_number(value):.2g}"
+
+
+def scene_section(run: Path) -> list[str]:
+    csv = run / "tables/scene_attention.csv"
+    if not csv.is_file():
+        return []
+    paper = paper_values()["table8"]["nss"]
+    lines = ["## Scene network attention (Section 8, Table 8)", ""]
+    for name in ("scene_attention.csv", "scene_attention_per_image.csv"):
+        if (run / "tables" / name).is_file():
+            lines.append(f"- `tables/{name}`: {describe('tables/' + name)}")
+    body = [[r["model"], r["prediction"], format_number(_number(r["nss"]), 3),
+             f"[{format_number(_number(r['ci_low']), 3)}, {format_number(_number(r['ci_high']), 3)}]", r["n_images"],
+             format_number(paper.get(r["prediction"]), 2)] for r in read_csv(csv)]
+    lines += ["", markdown_table(["model", "prediction", "NSS", "CI", "images", "paper NSS"], body), ""]
+    markdown = run / "tables/scene_attention.md"
+    if markdown.is_file():
+        lines += [line for line in markdown.read_text(encoding="utf-8").splitlines() if line.startswith("- ")] + [""]
+    return lines
+
+
+def popout_section(run: Path) -> list[str]:
+    paper = paper_values()
+    lines: list[str] = []
+    models = run / "tables/popout_models.csv"
+    if models.is_file():
+        reference = {key.lower(): value for key, value in paper["table4"]["nmm"].items()}
+        body = [[r["model"], format_number(_number(r.get("nmm"))), format_number(reference.get(r["model"].lower()))]
+                for r in read_csv(models)]
+        lines += [f"`tables/popout_models.csv`: {describe('tables/popout_models.csv')}", "",
+                  markdown_table(["model", "NMM (ours)", "NMM (paper, Table 4)"], body),
+                  "", "Paper, deep models: " + ", ".join(f"{k} {v}" for k, v in paper["table4"]["nmm"].items()
+                                                         if k.lower() not in ("bms", "gbvs")), ""]
+    layers = run / "tables/popout_layers.csv"
+    if layers.is_file():
+        rows = read_csv(layers)
+        stat = next((key for key in rows[0] if key.endswith("_nmm") and key.startswith("top")), None) if rows else None
+        if stat:
+            body = [[r["model"], r["layer"], format_number(_number(r[stat])),
+                     format_number(paper["table5"]["top10_nmm"].get(r["layer"]))] for r in rows]
+            lines += [f"`tables/popout_layers.csv`: {describe('tables/popout_layers.csv')} Paper: pretrained model.",
+                      "", markdown_table(["model", "layer", "top-k NMM (ours)", "paper (Table 5)"], body), ""]
+    sweep = run / "tables/popout_sweep.csv"
+    if sweep.is_file():
+        rows = read_csv(sweep)
+        stat = next((key for key in rows[0] if key.endswith("_nmm") and key.startswith("top")), None) if rows else None
+        if stat:
+            body = [[r["model"], r.get("finetune_layers", ""), format_number(_number(r[stat])),
+                     format_number(paper["table6"]["top10_nmm"].get(str(r.get("finetune_layers"))))] for r in rows]
+            lines += [f"`tables/popout_sweep.csv`: {describe('tables/popout_sweep.csv')}", "",
+                      markdown_table(["model", "layers tuned", "top-k NMM (ours)", "paper (Table 6)"], body), ""]
+    return (["## Pop-out search arrays (Section 7, Tables 4-6)", "", *lines]) if lines else []
+
+
+def files_section(run: Path) -> list[str]:
+    """Every table and figure of the run with its line; figures embedded."""
+    lines = ["## All files of this run", ""]
+    tables = sorted(p for p in (run / "tables").glob("*") if p.is_file() and not p.name.startswith("."))
+    for path in tables:
+        relative = path.relative_to(run).as_posix()
+        lines.append(f"- [`{relative}`]({relative}): {describe(relative)}")
+    figures = sorted(p for p in (run / "figures").glob("*.png") if not p.name.startswith("."))
+    if figures:
+        lines += ["", "### Figures", ""]
+        for path in figures:
+            relative = path.relative_to(run).as_posix()
+            lines += [f"**`{relative}`**: {describe(relative)}", "", f"![{path.stem}]({relative})", ""]
+    return lines + [""]
+
+
+def models_section(models: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not models:
+        return []
+    body = []
+    for model in models:
+        info = model.get("info") or {}
+        match = paper_row(model)
+        body.append([model["name"], str(model.get("kind")), str(info.get("task", "–")),
+                     str(info.get("finetune_layers", "–")), "yes" if model.get("control") else "",
+                     f"{match[0]} {match[1]}" if match else "–"])
+    return ["## Models", "", markdown_table(["model", "kind", "task", "layers tuned", "control", "paper row"], body),
+            ""]
+
+
+def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """The report's Markdown text for the run folder (models from ``probe_summary.json`` when not given)."""
+    run = Path(run_dir)
+    summary_path = run / "probe_summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    models = list(models if models is not None else summary.get("models", []))
+    paper = paper_values()
+    lines = [
+        "# Probe report", "",
+        f"Run folder `{run.resolve()}`" + (f", {summary['seconds']} s" if "seconds" in summary else "") + ".",
+        "Numbers in brackets or in *paper* columns are the published values of "
+        f"{paper['citation']} They were measured under other conditions ({paper['conditions']}) and are context "
+        "for a run on other data or weights, not a target.", "",
+    ]
+    for section in (models_section(models), inner_section(run, models), output_section(run), scene_section(run),
+                    popout_section(run), files_section(run)):
+        lines += section
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write ``<run_dir>/report.md`` atomically and return its path."""
+    return write_text(Path(run_dir) / REPORT_NAME, build_report(run_dir, models))
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description="(Re)build report.md of a probe run folder.")
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    if not args.run_dir.is_dir():
+        raise SystemExit(f"{args.run_dir}: not a folder (expected a probe run folder with tables/ and figures/)")
+    path = write_report(args.run_dir)
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()
