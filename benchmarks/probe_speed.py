@@ -41,9 +41,19 @@ LAYERS = ["conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
 def datamodule(args: argparse.Namespace, limit: int | None) -> OsieSrDataModule:
     """The synthetic OSIE + OSIE-SR set at OSIE's image size (made once, reused)."""
     module = OsieSrDataModule(
-        root=args.root, synthetic=True, seed=0, num_train=2, num_val=2, num_probe=args.num_probe,
-        salicon_hw=(64, 64), osie_hw=tuple(args.osie_hw), num_observers=15, image_size=args.image_size,
-        batch_size=args.batch_size, num_workers=args.workers, limit=limit,
+        root=args.root,
+        synthetic=True,
+        seed=0,
+        num_train=2,
+        num_val=2,
+        num_probe=args.num_probe,
+        salicon_hw=(64, 64),
+        osie_hw=tuple(args.osie_hw),
+        num_observers=15,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        limit=limit,
     )
     module.setup("predict")
     return module
@@ -96,8 +106,11 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
 
         return go
 
-    methods = {"forward only (trunk to conv5_3)": forward, "probe, 6 layers": run(probe),
-               "probe, 6 layers + shuffled-region control": run(control)}
+    methods = {
+        "forward only (trunk to conv5_3)": forward,
+        "probe, 6 layers": run(probe),
+        "probe, 6 layers + shuffled-region control": run(control),
+    }
     for fn in methods.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in methods}
@@ -114,9 +127,14 @@ def memory_run(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     data = datamodule(args, limit=args.memory_run)
     module = RegionProbeModule(build_trunk(args.weights), LAYERS, data.categories, shuffled_control=True)
-    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         precision="bf16-mixed" if args.bf16 else "32-true")
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision="bf16-mixed" if args.bf16 else "32-true",
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -126,8 +144,11 @@ def memory_run(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     cuda = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    print(json.dumps({"images": len(data.dataset), "peak_rss_mib": peak_rss, "cuda_peak_mib": cuda,
-                      "seconds": seconds}))
+    print(
+        json.dumps(
+            {"images": len(data.dataset), "peak_rss_mib": peak_rss, "cuda_peak_mib": cuda, "seconds": seconds}
+        )
+    )
 
 
 def memory(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
@@ -142,9 +163,24 @@ def memory(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
 
 
 def passthrough(args: argparse.Namespace) -> list[str]:
-    flags = ["--root", str(args.root), "--num-probe", str(args.num_probe), "--image-size", str(args.image_size),
-             "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--device", args.device,
-             "--threads", str(args.threads), "--osie-hw", *map(str, args.osie_hw)]
+    flags = [
+        "--root",
+        str(args.root),
+        "--num-probe",
+        str(args.num_probe),
+        "--image-size",
+        str(args.image_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--workers",
+        str(args.workers),
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--osie-hw",
+        *map(str, args.osie_hw),
+    ]
     if args.weights:
         flags += ["--weights", args.weights]
     if args.bf16:
@@ -156,7 +192,9 @@ def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
-        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        name = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         name = platform.processor() or "unknown CPU"
     return f"{name} ({os.cpu_count()} logical CPUs), {torch.get_num_threads()} torch threads"
@@ -181,25 +219,41 @@ def report(args: argparse.Namespace, device: torch.device, speed: dict, mem: lis
     ]
     for name, values in times.items():
         best, median = min(values), statistics.median(values)
-        lines.append(f"| {name} | {best:.3f} | {median:.3f} | {1000 * best / speed['images']:.1f} | "
-                     f"{best / best0:.3f} / {median / median0:.3f} |")
-    lines += ["", "Target: probe <= 1.15 x forward (DESIGN section 9).", "",
-              "Peak memory of a streaming `trainer.predict` (6 layers + shuffled control), one fresh process each:", "",
-              "| images | peak RSS (MiB) | peak CUDA allocated (MiB) | seconds |", "|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {name} | {best:.3f} | {median:.3f} | {1000 * best / speed['images']:.1f} | "
+            f"{best / best0:.3f} / {median / median0:.3f} |"
+        )
+    lines += [
+        "",
+        "Target: probe <= 1.15 x forward (DESIGN section 9).",
+        "",
+        "Peak memory of a streaming `trainer.predict` (6 layers + shuffled control), one fresh process each:",
+        "",
+        "| images | peak RSS (MiB) | peak CUDA allocated (MiB) | seconds |",
+        "|---:|---:|---:|---:|",
+    ]
     for entry in mem:
         cuda = "–" if entry["cuda_peak_mib"] is None else f"{entry['cuda_peak_mib']:.0f}"
         lines.append(f"| {entry['images']} | {entry['peak_rss_mib']:.0f} | {cuda} | {entry['seconds']:.1f} |")
     if len(mem) >= 2:
-        lines += ["", f"Peak RSS ratio {mem[-1]['images']} / {mem[0]['images']} images: "
-                  f"{mem[-1]['peak_rss_mib'] / mem[0]['peak_rss_mib']:.3f} (flat = 1)."]
-    flags = " ".join(passthrough(args)[4:]) if args.device != "cpu" else ""
-    lines += ["", f"Reproduce: `python benchmarks/probe_speed.py --images {args.images} {flags}`.".replace("  ", " ")]
+        lines += [
+            "",
+            f"Peak RSS ratio {mem[-1]['images']} / {mem[0]['images']} images: "
+            f"{mem[-1]['peak_rss_mib'] / mem[0]['peak_rss_mib']:.3f} (flat = 1).",
+        ]
+    flags = " ".join([f"--images {args.images}", *(passthrough(args)[4:] if args.device != "cpu" else [])])
+    lines += [
+        "",
+        f"Reproduce: `python benchmarks/probe_speed.py {flags}`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=REPO / "data" / "bench_probe", help="synthetic data folder")
+    parser.add_argument(
+        "--root", type=Path, default=REPO / "data" / "bench_probe", help="synthetic data folder"
+    )
     parser.add_argument("--num-probe", type=int, default=100, help="images in the synthetic set (>= 100)")
     parser.add_argument("--images", type=int, default=16, help="images in the timing runs")
     parser.add_argument("--osie-hw", type=int, nargs=2, default=(600, 800), metavar=("H", "W"))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import SMALL_SYNTHETIC
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
@@ -342,6 +343,16 @@ def test_folder_maps_are_scored(tmp_path: Path, synthetic_root: Path) -> None:
     rows, _ = score_images(data, settings, [0, 1])
     assert [row["model"] for row in rows] == ["maps:maps"] * 2
     assert all(row["auc_judd"] == pytest.approx(1.0) for row in rows)
+
+
+def test_data_osie_reads_the_synthetic_set_by_the_same_reader(synthetic_root: Path) -> None:
+    module = FixationDataModule(synthetic_root, synthetic=True, **SMALL_SYNTHETIC)
+    module.setup("predict")
+    assert module.data_root == synthetic_root / "osie"
+    assert module.predict_dataset.stems == OsieDataset(synthetic_root / "osie").stems
+    assert module.summary()["images"] == SMALL_SYNTHETIC["num_probe"]
+    with pytest.raises(ValueError, match="OSIE format only"):
+        FixationDataModule(synthetic_root, format="mit1003", synthetic=True)
 
 
 # ------------------------------------------------------------------------------------------------------------

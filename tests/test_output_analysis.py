@@ -262,3 +262,39 @@ def test_sweep_of_both_tasks_writes_every_table_and_figure(probed_sweep: Path) -
                  "inner_representation.csv"):
         assert name in report
     assert "0.96" in report and "0.12" in report  # the paper's r_s and Table 8 beside ours
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the rules that pick the units and images of Figs. 5, 6 and 11
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_unit_figure_rules() -> None:
+    from saliency_probe.probe.sources import TrunkSource
+    from saliency_probe.probe.unit_figures import (
+        largest_gain,
+        least_gain_best_unit,
+        pick_image,
+        reference_source,
+        task_triples,
+    )
+
+    before = np.array([[1.0, 1.0], [0.5, 2.0], [0.0, 0.1]])
+    after = np.array([[1.2, 1.1], [3.0, 2.1], [0.1, np.nan]])
+    assert largest_gain(before, after) == (1, 0, pytest.approx(2.5))
+    # top-2 gains: category 0 from 0.75 to 2.1, category 1 from 1.5 to 1.6 -> category 1, its best unit 1
+    assert least_gain_best_unit(before, after, top_k=2) == (1, 1)
+    assert pick_image(np.array([0.1, np.nan, 0.3]), np.array([0.2, 5.0, 1.0])) == 2
+    assert pick_image(np.array([np.nan]), np.array([1.0])) is None
+
+    def ckpt(name: str, task: str, layers: str) -> TrunkSource:
+        return TrunkSource(name=name, kind="checkpoint", info={"task": task, "finetune_layers": layers})
+
+    sources = [ckpt("sc0", "scene", "0"), ckpt("sp0", "saliency", "0"), ckpt("sp1", "saliency", "1"),
+               ckpt("sr1", "scene", "1"), ckpt("sp2", "saliency", "2"),
+               TrunkSource(name="random-init", kind="random", control=True)]
+    assert reference_source(sources).name == "sp0"  # untouched trunk, saliency first
+    assert [(a.name, b.name, c.name) for a, b, c in task_triples(sources)] == [("sp0", "sr1", "sp1")]
+    weights = TrunkSource(name="IMAGENET1K_V1", kind="weights", weights="IMAGENET1K_V1")
+    assert reference_source([*sources, weights]).name == "IMAGENET1K_V1"
+    assert reference_source([TrunkSource(name="random-init", kind="random", control=True)]) is None

@@ -19,12 +19,8 @@ from PIL import Image
 
 from saliency_probe.models.backbone import VGGTrunk
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
-from saliency_probe.probe.module import (
-    image_generator,
-    load_results,
-    shuffled_region_batch,
-    shuffled_region_pixels,
-)
+from saliency_probe.probe.regions import image_generator, probe_regions, shuffled_region_pixels
+from saliency_probe.probe.results import load_results
 from saliency_probe.probe.runner import run_probe
 from saliency_probe.probe.sources import RANDOM_NAME, resolve_sources, sweep_sources, varying_overrides
 from saliency_probe.report.tables import read_csv
@@ -32,15 +28,22 @@ from saliency_probe.report.tables import read_csv
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-QUIET = ["logger=none", "print_config=false", "progress_bar=false"]
+QUIET = ["logger=none", "print_config=false", "progress_bar=false", "analyses=[inner]"]
 
 
 def synthetic_overrides(root: Path, image_size: int = 64) -> list[str]:
     s = SMALL_SYNTHETIC
-    return [f"data.root={root}", f"data.num_train={s['num_train']}", f"data.num_val={s['num_val']}",
-            f"data.num_probe={s['num_probe']}", f"data.salicon_hw=[{s['salicon_hw'][0]},{s['salicon_hw'][1]}]",
-            f"data.osie_hw=[{s['osie_hw'][0]},{s['osie_hw'][1]}]", f"data.num_observers={s['num_observers']}",
-            f"data.image_size={image_size}", f"seed={s['seed']}"]
+    return [
+        f"data.root={root}",
+        f"data.num_train={s['num_train']}",
+        f"data.num_val={s['num_val']}",
+        f"data.num_probe={s['num_probe']}",
+        f"data.salicon_hw=[{s['salicon_hw'][0]},{s['salicon_hw'][1]}]",
+        f"data.osie_hw=[{s['osie_hw'][0]},{s['osie_hw'][1]}]",
+        f"data.num_observers={s['num_observers']}",
+        f"data.image_size={image_size}",
+        f"seed={s['seed']}",
+    ]
 
 
 def run_in(tmp_path: Path, overrides: list[str]) -> dict:
@@ -115,7 +118,9 @@ def reference_statistics(root: Path, weights: Path, top_k: int = 10, threshold: 
         fixated = np.zeros((height, width), dtype=bool)
         for subject in np.atleast_1d(entry.subjects).ravel():
             xs, ys = np.atleast_1d(subject.fix_x).astype(float), np.atleast_1d(subject.fix_y).astype(float)
-            cols = np.clip(np.floor(xs + 0.5).astype(int) - 1, 0, width - 1)  # MATLAB round, 1-based -> 0-based
+            cols = np.clip(
+                np.floor(xs + 0.5).astype(int) - 1, 0, width - 1
+            )  # MATLAB round, 1-based -> 0-based
             rows = np.clip(np.floor(ys + 0.5).astype(int) - 1, 0, height - 1)
             fixated[rows, cols] = True
         uint8 = torch.from_numpy(rgb.copy()).permute(2, 0, 1)
@@ -123,7 +128,9 @@ def reference_statistics(root: Path, weights: Path, top_k: int = 10, threshold: 
         image = TF.normalize(image, IMAGENET_MEAN, IMAGENET_STD)
         with torch.no_grad():
             maps = features(image[None]).double()
-        full = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)[0]  # (512, H, W)
+        full = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)[
+            0
+        ]  # (512, H, W)
         flat = full.reshape(512, -1)
         std = flat.std(dim=1, unbiased=False)
         z = (flat - flat.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))[:, None]
@@ -154,9 +161,17 @@ def test_conv5_3_statistics_equal_an_independent_reference(tmp_path: Path, synth
     from torchvision.models import vgg16
 
     torch.save(vgg16(weights=None).state_dict(), weights)
-    run_in(tmp_path / "run", [*synthetic_overrides(synthetic_root, image_size=224), f"backbone.weights={weights}",
-                              "layers=[conv5_3]", "figures.enabled=false", "controls.random_trunk=false",
-                              "controls.shuffled_regions=false"])
+    run_in(
+        tmp_path / "run",
+        [
+            *synthetic_overrides(synthetic_root, image_size=224),
+            f"backbone.weights={weights}",
+            "layers=[conv5_3]",
+            "figures.enabled=false",
+            "controls.random_trunk=false",
+            "controls.shuffled_regions=false",
+        ],
+    )
     rows = csv_rows(tmp_path / "run")
     expected = reference_statistics(synthetic_root, weights)
     assert {key[2] for key in rows} == set(expected)
@@ -178,19 +193,29 @@ PLANTED_UNIT = 7
 PLANTED_NAMES = ["_background_", "text", "object", "person head"]
 #: per image: list of (category id, (row0, row1, col0, col1)) boxes; fixations: (row, col) pixels 0-based.
 PLANTED_IMAGES = {
-    "1": ([(1, (4, 14, 4, 16)), (2, (24, 34, 20, 34))], [(6, 6), (10, 12), (13, 15), (28, 25), (30, 30), (2, 38)]),
-    "2": ([(1, (2, 8, 2, 12)), (1, (30, 38, 25, 37)), (2, (15, 25, 5, 15))],
-          [(4, 4), (33, 30), (35, 36), (20, 10), (18, 6), (39, 0)]),
+    "1": (
+        [(1, (4, 14, 4, 16)), (2, (24, 34, 20, 34))],
+        [(6, 6), (10, 12), (13, 15), (28, 25), (30, 30), (2, 38)],
+    ),
+    "2": (
+        [(1, (2, 8, 2, 12)), (1, (30, 38, 25, 37)), (2, (15, 25, 5, 15))],
+        [(4, 4), (33, 30), (35, 36), (20, 10), (18, 6), (39, 0)],
+    ),
     "3": ([(2, (5, 15, 5, 25)), (3, (20, 30, 20, 30))], [(8, 8), (25, 25), (26, 27), (0, 39)]),
 }
 
 
-def write_planted(root: Path, size_mismatch: str | None = None, unknown_id: str | None = None,
-                  missing: str | None = None) -> tuple[Path, Path]:
+def write_planted(
+    root: Path, size_mismatch: str | None = None, unknown_id: str | None = None, missing: str | None = None
+) -> tuple[Path, Path]:
     """OSIE + OSIE-SR files where every "text" region is pure red and everything else has no red."""
     osie, regions = root / "osie", root / "osie_sr"
-    for folder in (osie / "data/stimuli", osie / "data/eye", regions / "SegmentationClass",
-                   regions / "SegmentationObject"):
+    for folder in (
+        osie / "data/stimuli",
+        osie / "data/eye",
+        regions / "SegmentationClass",
+        regions / "SegmentationObject",
+    ):
         folder.mkdir(parents=True, exist_ok=True)
     entries = np.empty((len(PLANTED_IMAGES), 1), dtype=object)
     for number, (stem, (boxes, fixations)) in enumerate(PLANTED_IMAGES.items()):
@@ -245,7 +270,9 @@ def expected_planted() -> dict[str, list[float]]:
             inside = [(r, c) for r, c in fixations if r0 <= r < r1 and c0 <= c < c1]
             if not inside:
                 continue
-            scores = [0.0 if p == 0 else ((1 - p) if text[r, c] else -p) / np.sqrt(p * (1 - p)) for r, c in inside]
+            scores = [
+                0.0 if p == 0 else ((1 - p) if text[r, c] else -p) / np.sqrt(p * (1 - p)) for r, c in inside
+            ]
             out[PLANTED_NAMES[class_id]].append(float(np.mean(scores)))
     return out
 
@@ -253,9 +280,20 @@ def expected_planted() -> dict[str, list[float]]:
 def planted_overrides(tmp_path: Path, **writer) -> list[str]:
     osie, regions = write_planted(tmp_path / "data", **writer)
     weights = planted_weights(tmp_path / "planted.pth")
-    return ["data=osie_sr", f"data.root={osie}", f"data.regions_root={regions}", f"data.image_size={SIDE}",
-            "data.num_workers=0", "data.batch_size=2", f"backbone.weights={weights}", "layers=[conv1_1]",
-            "top_k=3", "threshold=1.5", "controls.random_trunk=false", "figures.enabled=false"]
+    return [
+        "data=osie_sr",
+        f"data.root={osie}",
+        f"data.regions_root={regions}",
+        f"data.image_size={SIDE}",
+        "data.num_workers=0",
+        "data.batch_size=2",
+        f"backbone.weights={weights}",
+        "layers=[conv1_1]",
+        "top_k=3",
+        "threshold=1.5",
+        "controls.random_trunk=false",
+        "figures.enabled=false",
+    ]
 
 
 def test_planted_unit_ranks_first_with_the_analytic_nss(tmp_path: Path) -> None:
@@ -308,21 +346,38 @@ def test_shuffled_regions_keep_counts_and_draw_from_the_image_fixations() -> Non
     masks[1, 15:, 20:] = True
     masks[2, 12:14, 0:2] = True
     masks[2, 12:14, 0:2] &= ~fixations[12:14, 0:2]  # a region without fixations
-    sets = shuffled_region_batch(fixations[None], [masks], ["1001"], seed=0)[0]
-    assert sets.shape == masks.shape
+    names, categories = ["a", "b", "a"], ["a", "b"]
+
+    def draw(stem: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return probe_regions(fixations[None], [masks], [names], categories, [stem], seed, shuffled=True)
+
+    regions, index = draw("1001")
+    assert regions.shape == (1, 6, 30, 40) and index.tolist() == [[0, 1, 0, 2, 3, 2]]
+    assert torch.equal(regions[0, :3], masks)  # the real regions, then their shuffled copies
+    sets = regions[0, 3:]
     assert (sets.sum(dim=(1, 2)) == (masks & fixations).sum(dim=(1, 2))).all()
     assert not (sets & ~fixations).any()  # only fixated pixels of the same image
     assert not sets[2].any()
-    again = shuffled_region_batch(fixations[None], [masks], ["1001"], seed=0)[0]
-    other = shuffled_region_batch(fixations[None], [masks], ["1002"], seed=0)[0]
-    assert torch.equal(sets, again) and not torch.equal(sets, other)
+    assert torch.equal(regions, draw("1001")[0]) and not torch.equal(regions, draw("1002")[0])
+    assert not torch.equal(regions, draw("1001", seed=1)[0])
     assert not torch.equal(sets[0], masks[0] & fixations)  # actually shuffled
     pixels = shuffled_region_pixels(fixations, masks, image_generator(0, "1001"))
     assert [p.numel() for p in pixels] == (masks & fixations).sum(dim=(1, 2)).tolist()
-    # a batch of two images with different region counts is padded with empty sets
-    batch = shuffled_region_batch(torch.stack([fixations, fixations]), [masks, masks[:1]], ["1001", "9"], seed=0)
-    assert batch.shape == (2, 3, 30, 40) and not batch[1, 1:].any()
-    assert torch.equal(batch[0], sets)  # the draw of an image does not depend on its batch
+    # two images with different region counts: padding slots are empty and marked -1
+    both, both_index = probe_regions(
+        torch.stack([fixations, fixations]),
+        [masks, masks[:1]],
+        [names, names[:1]],
+        categories,
+        ["1001", "9"],
+        0,
+        shuffled=True,
+    )
+    assert both.shape == (2, 6, 30, 40) and both_index[1].tolist() == [0, -1, -1, 2, -1, -1]
+    assert not both[1, [1, 2, 4, 5]].any()
+    assert torch.equal(both[0], regions[0])  # an image's draw does not depend on its batch
+    with pytest.raises(ValueError, match="image 1001: unknown region categories \\['c'\\]"):
+        probe_regions(fixations[None], [masks], [["a", "b", "c"]], categories, ["1001"], 0, shuffled=False)
 
 
 def test_shuffled_baseline_removes_the_planted_selectivity(tmp_path: Path) -> None:
@@ -349,9 +404,17 @@ def fake_checkpoint(path: Path, run_name: str, seed: int | None = None, task: st
         torch.manual_seed(seed)
         state = {f"trunk.{key}": value for key, value in VGGTrunk().state_dict().items()}
         state["head.weight"] = torch.zeros(1, 512, 1, 1)
-    payload = {"state_dict": state, "hyper_parameters": {"run_name": run_name},
-               "saliency_probe": {"format_version": 1, "task": task, "run_name": run_name, "finetune_layers": "1",
-                                  "config": {}}}
+    payload = {
+        "state_dict": state,
+        "hyper_parameters": {"run_name": run_name},
+        "saliency_probe": {
+            "format_version": 1,
+            "task": task,
+            "run_name": run_name,
+            "finetune_layers": "1",
+            "config": {},
+        },
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
     return path
@@ -360,13 +423,25 @@ def fake_checkpoint(path: Path, run_name: str, seed: int | None = None, task: st
 def fake_sweep(root: Path, values: list[str], seeded: bool = False) -> Path:
     for number, value in enumerate(values):
         job = root / str(number)
-        best = fake_checkpoint(job / "checkpoints/best-epoch00.ckpt", f"finetune.layers={value},data.image_size=64",
-                               seed=number if seeded else None)
+        best = fake_checkpoint(
+            job / "checkpoints/best-epoch00.ckpt",
+            f"finetune.layers={value},data.image_size=64",
+            seed=number if seeded else None,
+        )
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra/overrides.yaml").write_text(f"- finetune.layers={value}\n- data.image_size=64\n")
-        (job / "summary.json").write_text(json.dumps({
-            "task": "saliency", "finetune_layers": value, "best_checkpoint": str(best),
-            "last_checkpoint": None, "run_name": f"data.image_size=64,finetune.layers={value}", "metrics": {}}))
+        (job / "summary.json").write_text(
+            json.dumps(
+                {
+                    "task": "saliency",
+                    "finetune_layers": value,
+                    "best_checkpoint": str(best),
+                    "last_checkpoint": None,
+                    "run_name": f"data.image_size=64,finetune.layers={value}",
+                    "metrics": {},
+                }
+            )
+        )
     return root
 
 
@@ -391,8 +466,12 @@ def test_sources_order_controls_and_duplicates(tmp_path: Path) -> None:
     assert [s.name for s in sources] == ["task=saliency", "task=saliency#2", RANDOM_NAME]
     assert sources[-1].control and sources[-1].kind == "random"
     named = resolve_sources(ckpt=[str(a), str(b)], weights="IMAGENET1K_V1", names=["pt", "sp", "sr"])
-    assert [(s.name, s.kind) for s in named] == [("pt", "weights"), ("sp", "checkpoint"), ("sr", "checkpoint"),
-                                                 (RANDOM_NAME, "random")]
+    assert [(s.name, s.kind) for s in named] == [
+        ("pt", "weights"),
+        ("sp", "checkpoint"),
+        ("sr", "checkpoint"),
+        (RANDOM_NAME, "random"),
+    ]
     with pytest.raises(ValueError, match="2 name.*3 model"):
         resolve_sources(ckpt=[str(a), str(b)], weights="IMAGENET1K_V1", names=["pt", "sp"])
     only_weights = resolve_sources(weights=None)
@@ -427,8 +506,17 @@ def test_bad_models_fail_with_a_clear_message(tmp_path: Path, kind: str) -> None
 
 def test_sweep_probe_compares_every_job_in_one_table(tmp_path: Path, synthetic_root: Path) -> None:
     sweep = fake_sweep(tmp_path / "sweep", ["0", "1"], seeded=True)
-    summary = run_in(tmp_path / "run", [*synthetic_overrides(synthetic_root), f"sweep={sweep}", "layers=[conv5_3]",
-                                        "figures.search_images=2", "data.limit=4", "controls.random_trunk=false"])
+    summary = run_in(
+        tmp_path / "run",
+        [
+            *synthetic_overrides(synthetic_root),
+            f"sweep={sweep}",
+            "layers=[conv5_3]",
+            "figures.search_images=2",
+            "data.limit=4",
+            "controls.random_trunk=false",
+        ],
+    )
     rows = csv_rows(tmp_path / "run")
     models = [m["name"] for m in summary["models"]]
     assert models == ["finetune.layers=0", "finetune.layers=1"]
@@ -448,11 +536,15 @@ def test_sweep_probe_compares_every_job_in_one_table(tmp_path: Path, synthetic_r
 
 
 @pytest.mark.osie
-def test_probe_reads_real_osie_with_region_files_in_the_osie_sr_layout(tmp_path: Path, osie_root: Path) -> None:
+def test_probe_reads_real_osie_with_region_files_in_the_osie_sr_layout(
+    tmp_path: Path, osie_root: Path
+) -> None:
     """Two real OSIE images with hand-made OSIE-SR annotations (default class ids: 1 person head, 37 text)."""
     regions = tmp_path / "osie_sr"
-    boxes = {"1001": [(1, (150, 450, 250, 550)), (37, (0, 100, 0, 200))],
-             "1002": [(1, (200, 400, 300, 500)), (37, (450, 600, 600, 800))]}
+    boxes = {
+        "1001": [(1, (150, 450, 250, 550)), (37, (0, 100, 0, 200))],
+        "1002": [(1, (200, 400, 300, 500)), (37, (450, 600, 600, 800))],
+    }
     for folder in ("SegmentationClass", "SegmentationObject"):
         (regions / folder).mkdir(parents=True)
     for stem, items in boxes.items():
@@ -461,9 +553,20 @@ def test_probe_reads_real_osie_with_region_files_in_the_osie_sr_layout(tmp_path:
             classes[r0:r1, c0:c1], objects[r0:r1, c0:c1] = class_id, instance
         Image.fromarray(classes).save(regions / "SegmentationClass" / f"{stem}.png")
         Image.fromarray(objects).save(regions / "SegmentationObject" / f"{stem}.png")
-    run_in(tmp_path / "run", ["data=osie_sr", f"data.root={osie_root}", f"data.regions_root={regions}",
-                              "data.stems=['1001','1002']", "data.image_size=64", "data.num_workers=0",
-                              "layers=[conv5_3]", "figures.enabled=false", "controls.random_trunk=false"])
+    run_in(
+        tmp_path / "run",
+        [
+            "data=osie_sr",
+            f"data.root={osie_root}",
+            f"data.regions_root={regions}",
+            "data.stems=['1001','1002']",
+            "data.image_size=64",
+            "data.num_workers=0",
+            "layers=[conv5_3]",
+            "figures.enabled=false",
+            "controls.random_trunk=false",
+        ],
+    )
     # regions that hold fixations, counted from fixations.mat directly
     content = scipy.io.loadmat(osie_root / "data/eye/fixations.mat", squeeze_me=True, struct_as_record=False)
     expected: dict[str, int] = {}

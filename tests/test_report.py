@@ -58,7 +58,8 @@ def test_paper_values_equal_the_paper_text() -> None:
 
 
 def model(name: str, kind: str, task: str | None = None, layers: str | None = None, control: bool = False) -> dict:
-    return {"name": name, "kind": kind, "control": control, "info": {"task": task, "finetune_layers": layers}}
+    """A model entry as probe_summary.json writes it (the source's info flattened into it)."""
+    return {"name": name, "kind": kind, "control": control, "task": task, "finetune_layers": layers}
 
 
 def test_models_are_matched_to_the_paper_rows() -> None:
@@ -69,6 +70,8 @@ def test_models_are_matched_to_the_paper_rows() -> None:
     assert paper_row(model("sr1", "checkpoint", "scene", "1")) == ("table7", "sr")
     assert paper_row(model("sr2", "checkpoint", "scene", "2")) is None  # the paper tuned 1 layer only
     assert paper_row(model("random-init", "random", control=True)) is None
+    nested = {"name": "sp2", "kind": "checkpoint", "info": {"task": "saliency", "finetune_layers": "2"}}
+    assert paper_row(nested) == ("table3", "2")  # a TrunkSource-like entry keeps them in info
 
 
 def fake_run(run: Path) -> None:
@@ -111,6 +114,7 @@ def test_report_gathers_every_file_with_the_paper_beside_ours(tmp_path: Path) ->
     assert "| ANOVA p, per-region OD across categories | 0.012 | 9e-09 |" in report
     assert "| sr1 | correct | 0.346 | [0.200, 0.500] | 9 | 0.12 |" in report
     assert "| sr1 | wrong | 0.100 | [0.000, 0.200] | 3 | 0.11 |" in report
+    assert "| sp1 | checkpoint | saliency | 1 |  | table3 1 |" in report
     assert "| random-init | random |" in report and "random-init" not in report.split("## Inner")[1].split("###")[1]
     for relative in ("tables/inner_representation.csv", "tables/output_saliency.csv", "tables/statistics.json",
                      "tables/scene_attention.csv", "tables/extra.csv"):

@@ -36,7 +36,9 @@ class LayerActivations(nn.Module):
     def __init__(self, trunk: nn.Module, layers: Sequence[str]) -> None:
         super().__init__()
         self.layers = ordered_layers(layers)
-        self.extractor = create_feature_extractor(trunk, return_nodes={relu_node_name(n): n for n in self.layers})
+        self.extractor = create_feature_extractor(
+            trunk, return_nodes={relu_node_name(n): n for n in self.layers}
+        )
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.extractor(images)

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from saliency_probe.io_utils import write_text
 from saliency_probe.metrics import functional as MF
-from saliency_probe.metrics._resize import resize_bilinear
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
-from saliency_probe.probe.module import LayerResult, RegionProbeModule, load_results, save_results
+from saliency_probe.probe.module import RegionProbeModule
 from saliency_probe.probe.registry import register_analysis
+from saliency_probe.probe.results import LayerResult, load_results, save_results
 from saliency_probe.report.figures import UnitPanel, improvement_bars, save_figure, unit_panels
 from saliency_probe.report.tables import pivot_markdown, write_csv
 
@@ -33,8 +34,17 @@ MARKDOWN_NAME = "inner_representation.md"
 def columns(top_k: int = 10) -> list[str]:
     """CSV columns: the paper's statistics first, then the shuffled-region control and a control flag."""
     stat = f"top{top_k}_mean_nss"
-    return ["model", "layer", "category", stat, "n_above_threshold", "n_regions",
-            f"shuffled_{stat}", "shuffled_n_above_threshold", "control"]
+    return [
+        "model",
+        "layer",
+        "category",
+        stat,
+        "n_above_threshold",
+        "n_regions",
+        f"shuffled_{stat}",
+        "shuffled_n_above_threshold",
+        "control",
+    ]
 
 
 def layer_statistics(unit_means: np.ndarray, top_k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -61,19 +71,23 @@ def inner_rows(
         for k, category in enumerate(categories):
             if int(result.region_counts[k]) == 0:
                 continue
-            rows.append({
-                "model": model,
-                "layer": layer,
-                "category": category,
-                stat: float(top[k]),
-                "n_above_threshold": int(above[k]),
-                "n_regions": int(result.region_counts[k]),
-                f"shuffled_{stat}": float(shuffled_top[k]) if result.shuffled_means is not None else float("nan"),
-                "shuffled_n_above_threshold": (
-                    int(shuffled_above[k]) if result.shuffled_means is not None else float("nan")
-                ),
-                "control": bool(control),
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "layer": layer,
+                    "category": category,
+                    stat: float(top[k]),
+                    "n_above_threshold": int(above[k]),
+                    "n_regions": int(result.region_counts[k]),
+                    f"shuffled_{stat}": float(shuffled_top[k])
+                    if result.shuffled_means is not None
+                    else float("nan"),
+                    "shuffled_n_above_threshold": (
+                        int(shuffled_above[k]) if result.shuffled_means is not None else float("nan")
+                    ),
+                    "control": bool(control),
+                }
+            )
     return rows
 
 
@@ -95,7 +109,11 @@ def inner_markdown(
         (stat, f"mean NSS for top {top_k} activation maps", 2),
         ("n_above_threshold", f"# activation maps above threshold (T = {threshold:g})", 0),
         (f"shuffled_{stat}", f"shuffled-region baseline: mean NSS for top {top_k} activation maps", 2),
-        ("shuffled_n_above_threshold", f"shuffled-region baseline: # activation maps above T = {threshold:g}", 0),
+        (
+            "shuffled_n_above_threshold",
+            f"shuffled-region baseline: # activation maps above T = {threshold:g}",
+            0,
+        ),
     ]
     has_shuffled = any(row[f"shuffled_{stat}"] == row[f"shuffled_{stat}"] for row in rows)  # any non-NaN
     if not has_shuffled:
@@ -110,14 +128,27 @@ def inner_markdown(
         lines.extend([f"## {title}", ""])
         for key, caption, digits in blocks:
             lines.extend([f"**{caption}**", ""])
-            lines.append(pivot_markdown(subset, row_key, "category", key, corner=row_key, digits=digits,
-                                        row_order=row_order, column_order=categories))
+            lines.append(
+                pivot_markdown(
+                    subset,
+                    row_key,
+                    "category",
+                    key,
+                    corner=row_key,
+                    digits=digits,
+                    row_order=row_order,
+                    column_order=categories,
+                )
+            )
             lines.append("")
         lines.extend(["**regions per category (with fixations)**", ""])
         first_label = next(label for label in row_order if any(r[row_key] == label for r in subset))
         first = [r for r in subset if r[row_key] == first_label]  # region counts do not depend on the row
-        lines.append(pivot_markdown(first, lambda _: "regions", "category", "n_regions", corner="",
-                                    column_order=categories))
+        lines.append(
+            pivot_markdown(
+                first, lambda _: "regions", "category", "n_regions", corner="", column_order=categories
+            )
+        )
         lines.append("")
 
     if len(primary) <= 1:
@@ -165,7 +196,11 @@ def best_unit_panels(
     small maps are kept, so no image is run twice.
     """
     best = {
-        layer: {k: int(np.nanargmax(means[:, k])) for k in range(len(categories)) if np.isfinite(means[:, k]).any()}
+        layer: {
+            k: int(np.nanargmax(means[:, k]))
+            for k in range(len(categories))
+            if np.isfinite(means[:, k]).any()
+        }
         for layer, means in unit_means.items()
     }
     best = {layer: chosen for layer, chosen in best.items() if chosen}
@@ -187,22 +222,32 @@ def best_unit_panels(
                 row = values[units.index(unit)]
                 for r, category in enumerate(item["region_categories"]):
                     value = float(row[r])
-                    if category == categories[k] and value == value and value > found.get((layer, k), (-np.inf,))[0]:
+                    if (
+                        category == categories[k]
+                        and value == value
+                        and value > found.get((layer, k), (-np.inf,))[0]
+                    ):
                         found[(layer, k)] = (value, index, maps[0, units.index(unit)].clone())
     panels: dict[str, list[UnitPanel]] = {layer: [] for layer in best}
-    for (layer, k), (value, index, small) in sorted(found.items(), key=lambda entry: (entry[0][0], entry[0][1])):
+    for (layer, k), (value, index, small) in sorted(
+        found.items(), key=lambda entry: (entry[0][0], entry[0][1])
+    ):
         unit = best[layer][k]
         fixations = dataset.fixation_map(index) != 0
         masks, region_categories = dataset.regions(index)
         selected = [r for r, c in enumerate(region_categories) if c == categories[k]]
-        panels[layer].append(UnitPanel(
-            image=dataset.load_image(index),
-            unit_map=resize_bilinear(small[None], fixations.shape)[0].numpy(),
-            region_mask=masks[selected].any(axis=0),
-            fixations=fixations,
-            title=f"{categories[k]}: unit {unit} (mean {unit_means[layer][unit, k]:.2f}; "
-            f"here {value:.2f}, image {dataset.stems[index]})",
-        ))
+        panels[layer].append(
+            UnitPanel(
+                image=dataset.load_image(index),
+                unit_map=F.interpolate(
+                    small[None, None], size=fixations.shape, mode="bilinear", align_corners=False
+                )[0, 0].numpy(),
+                region_mask=masks[selected].any(axis=0),
+                fixations=fixations,
+                title=f"{categories[k]}: unit {unit} (mean {unit_means[layer][unit, k]:.2f}; "
+                f"here {value:.2f}, image {dataset.stems[index]})",
+            )
+        )
     return panels
 
 
@@ -222,8 +267,13 @@ def improvement_figure(
         return None
     present = [c for c in categories if (reference, c) in table]
     improvements = {m: [table.get((m, c), np.nan) - table[(reference, c)] for c in present] for m in others}
-    figure = improvement_bars(present, improvements, reference, ylabel=f"top-{top_k} mean NSS change",
-                              title=f"{layer}: top-{top_k} mean NSS change against {reference}")
+    figure = improvement_bars(
+        present,
+        improvements,
+        reference,
+        ylabel=f"top-{top_k} mean NSS change",
+        title=f"{layer}: top-{top_k} mean NSS change against {reference}",
+    )
     return save_figure(figure, path)
 
 
@@ -232,16 +282,19 @@ def improvement_figure(
 # ------------------------------------------------------------------------------------------------------------
 
 
-def summary_lines(rows: Sequence[dict[str, Any]], models: Sequence[str], layer: str, categories: Sequence[str],
-                  top_k: int) -> list[str]:
+def summary_lines(
+    rows: Sequence[dict[str, Any]], models: Sequence[str], layer: str, categories: Sequence[str], top_k: int
+) -> list[str]:
     """A compact table for the screen: top-k mean NSS per model at ``layer`` (shuffled baseline in brackets)."""
     stat = f"top{top_k}_mean_nss"
     table = {(r["model"], r["category"]): r for r in rows if r["layer"] == layer}
     present = [c for c in categories if any((m, c) in table for m in models)]
     abbreviations = ["".join(word[0] for word in c.split()) if " " in c else c[:5] for c in present]
     width = max([len(m) for m in models] + [8])
-    lines = [f"{layer}: top-{top_k} mean NSS per category (shuffled-region baseline: mean over categories)",
-             f"{'model':<{width}} " + " ".join(f"{a:>6}" for a in abbreviations) + "   baseline"]
+    lines = [
+        f"{layer}: top-{top_k} mean NSS per category (shuffled-region baseline: mean over categories)",
+        f"{'model':<{width}} " + " ".join(f"{a:>6}" for a in abbreviations) + "   baseline",
+    ]
     for model in models:
         values = [table[(model, c)][stat] if (model, c) in table else float("nan") for c in present]
         base = [table[(model, c)][f"shuffled_{stat}"] for c in present if (model, c) in table]
@@ -256,8 +309,10 @@ def excluded_text(per_model: dict[str, dict[str, LayerResult]]) -> str:
     first = next((result for results in per_model.values() for result in results.values()), None)
     if first is None:
         return "no data"
-    return (f"left out: {first.excluded_images} image(s) without fixations, {first.excluded_regions} region(s) "
-            "without fixations")
+    return (
+        f"left out: {first.excluded_images} image(s) without fixations, {first.excluded_regions} region(s) "
+        "without fixations"
+    )
 
 
 @register_analysis("inner")
@@ -270,7 +325,9 @@ def run_inner(context: Any) -> dict[str, Any]:
     dataset = dataset_of(datamodule)
     categories = list(getattr(dataset, "categories", None) or datamodule.categories)
     figures_cfg = cfg.get("figures") or {}
-    figure_layers = ordered_layers(list(figures_cfg.get("layers") or layers)) if figures_cfg.get("enabled", True) else []
+    figure_layers = (
+        ordered_layers(list(figures_cfg.get("layers") or layers)) if figures_cfg.get("enabled", True) else []
+    )
     shuffled = bool(cfg.controls.shuffled_regions)
 
     all_rows: list[dict[str, Any]] = []
@@ -279,17 +336,22 @@ def run_inner(context: Any) -> dict[str, Any]:
     for number, source in enumerate(context.sources):
         trunk = source.trunk()
         scratch = context.scratch_dir / f"inner_{number}.npz"
-        module = RegionProbeModule(trunk, layers, categories, shuffled_control=shuffled, seed=int(cfg.seed),
-                                   result_path=scratch)
+        module = RegionProbeModule(
+            trunk, layers, categories, shuffled_control=shuffled, seed=int(cfg.seed), result_path=scratch
+        )
         trainer = context.trainer(description=f"inner {number + 1}/{len(context.sources)}: {source.name}")
         with warnings.catch_warnings():  # predict_step returns None on purpose (nothing is kept per image)
             warnings.filterwarnings("ignore", message=".*predict returned None.*")
             trainer.predict(module, datamodule=datamodule, return_predictions=False)
         results = module.results if module.results is not None else load_results(scratch)[0]
         per_model[source.name] = results
-        all_rows.extend(inner_rows(source.name, results, categories, top_k, threshold, control=source.control))
+        all_rows.extend(
+            inner_rows(source.name, results, categories, top_k, threshold, control=source.control)
+        )
         if context.is_global_zero:
-            path = save_results(context.tables_dir / f"inner_units_{safe_name(source.name)}.npz", results, categories)
+            path = save_results(
+                context.tables_dir / f"inner_units_{safe_name(source.name)}.npz", results, categories
+            )
             written.append(str(path))
             trunk = trunk.to(module.device).eval()
             means = {layer: results[layer].unit_means for layer in figure_layers}
@@ -297,7 +359,9 @@ def run_inner(context: Any) -> dict[str, Any]:
             for layer, panels in best_unit_panels(trunk, dataset, means, categories, search).items():
                 if panels:
                     figure = unit_panels(panels, f"{source.name} · {layer}: best unit per category")
-                    png = save_figure(figure, context.figures_dir / f"inner_units_{safe_name(source.name)}_{layer}.png")
+                    png = save_figure(
+                        figure, context.figures_dir / f"inner_units_{safe_name(source.name)}_{layer}.png"
+                    )
                     written.append(str(png))
                     context.log_image(f"inner/units/{source.name}/{layer}", png)
         del trunk, module, trainer
@@ -306,9 +370,11 @@ def run_inner(context: Any) -> dict[str, Any]:
     controls = [s.name for s in context.sources if s.control]
     if context.is_global_zero:
         column_names = columns(top_k)
-        header = (f"top-k = {top_k}, T = {threshold:g}; {len(dataset)} images; {excluded_text(per_model)}; "
-                  "shuffled-region baseline: each region's fixations replaced by as many random fixations of the "
-                  "same image.")
+        header = (
+            f"top-k = {top_k}, T = {threshold:g}; {len(dataset)} images; {excluded_text(per_model)}; "
+            "shuffled-region baseline: each region's fixations replaced by as many random fixations of the "
+            "same image."
+        )
         written.append(str(write_csv(context.tables_dir / CSV_NAME, all_rows, column_names)))
         text = inner_markdown(all_rows, models, layers, categories, top_k, threshold, controls, header)
         written.append(str(write_text(context.tables_dir / MARKDOWN_NAME, text)))
@@ -316,8 +382,14 @@ def run_inner(context: Any) -> dict[str, Any]:
         primary = [m for m in models if m not in controls]
         if figures_cfg.get("enabled", True) and len(primary) > 1:
             layer = str(figures_cfg.get("improvement_layer") or layers[-1])
-            png = improvement_figure(all_rows, primary, layer, categories, top_k,
-                                     context.figures_dir / f"inner_improvement_{layer}.png")
+            png = improvement_figure(
+                all_rows,
+                primary,
+                layer,
+                categories,
+                top_k,
+                context.figures_dir / f"inner_improvement_{layer}.png",
+            )
             if png is not None:
                 written.append(str(png))
                 context.log_image(f"inner/improvement/{layer}", png)
@@ -330,6 +402,11 @@ def run_inner(context: Any) -> dict[str, Any]:
         "categories": categories,
         "files": written,
         "lines": lines,
-        "summary": {"layers": layers, "top_k": top_k, "threshold": threshold, "images": len(dataset),
-                    "csv": str(context.tables_dir / CSV_NAME)},
+        "summary": {
+            "layers": layers,
+            "top_k": top_k,
+            "threshold": threshold,
+            "images": len(dataset),
+            "csv": str(context.tables_dir / CSV_NAME),
+        },
     }

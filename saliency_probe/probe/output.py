@@ -41,14 +41,14 @@ from torch import Tensor, nn
 from saliency_probe.io_utils import write_json
 from saliency_probe.metrics import RegionNSS
 from saliency_probe.metrics import functional as MF
-from saliency_probe.metrics._resize import resize_bilinear
+from saliency_probe.metrics._resize import accumulation_dtype, resize_bilinear
 from saliency_probe.models.backbone import LAYER_CHANNELS
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.baselines import blur
 from saliency_probe.probe.inner import dataset_of, safe_name
-from saliency_probe.probe.module import pad_regions
+from saliency_probe.probe.regions import pad_regions
 from saliency_probe.probe.registry import register_analysis
-from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_text
+from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_npz, write_text
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ def ground_truth_maps(fixations: Tensor, sigma: float) -> Tensor:
     """``(B, 1, H, W)`` float64 ground-truth maps: each binary fixation map blurred with ``sigma`` pixels
     (separable Gaussian, +-3 sigma, reflected border: the values of :func:`saliency_probe.models.gt.fixation_density`)."""
     maps = [blur((fixation != 0).cpu().numpy().astype(np.float64), sigma) for fixation in fixations]
-    return torch.from_numpy(np.stack(maps)).unsqueeze(1).to(fixations.device)
+    device = fixations.device
+    return torch.from_numpy(np.stack(maps)).unsqueeze(1).to(device=device, dtype=accumulation_dtype(device))
 
 
 def region_values(prediction: Tensor, ground_truth: Tensor, fixations: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
@@ -274,8 +275,7 @@ class OutputResult:
 
 
 def save_output_result(path: str | Path, result: OutputResult) -> Path:
-    from saliency_probe.report.tables import write_npz
-
+    """Write one model's pass (the ``ddp_spawn`` hand-off) as ``.npz``."""
     return write_npz(path, {"regions": result.scores.as_array(), "unit_means": result.unit_means})
 
 
@@ -328,13 +328,18 @@ class OutputProbeModule(pl.LightningModule):
         self.inner.update(features, fixations, padded, names)
         os_values, gt_values = region_values(prediction, ground_truth_maps(fixations, self.gt_sigma), fixations,
                                              padded)
-        rows = [
-            [float(batch["index"][b]), float(r), float(self.index[name]), float(os_values[b, r]), float(gt_values[b, r])]
-            for b, image_names in enumerate(names)
-            for r, name in enumerate(image_names)
-        ]
-        if rows:
-            self.records.append(torch.tensor(rows, dtype=torch.float64))
+        os_values, gt_values, images = os_values.cpu(), gt_values.cpu(), batch["index"].cpu()
+        for b, image_names in enumerate(names):
+            if not image_names:
+                continue
+            count = len(image_names)
+            self.records.append(torch.stack([
+                torch.full((count,), float(images[b]), dtype=torch.float64),
+                torch.arange(count, dtype=torch.float64),
+                torch.tensor([float(self.index[name]) for name in image_names], dtype=torch.float64),
+                os_values[b, :count].double(),
+                gt_values[b, :count].double(),
+            ], dim=1))
         return None
 
     def on_predict_epoch_end(self) -> None:
@@ -405,7 +410,7 @@ def fig7(rows: Sequence[dict[str, Any]], scores: RegionScores, categories: Seque
     has_example = example is not None
     figure = plt.figure(figsize=(11, 7.6 if has_example else 4.0))
     grid = figure.add_gridspec(2 if has_example else 1, 3)
-    scatter = figure.add_subplot(grid[0, :2] if not has_example else grid[0, 0:2])
+    scatter = figure.add_subplot(grid[0, :2])
     inner = np.array([row["inner_nss"] for row in rows])
     output = np.array([row["os"] for row in rows])
     scatter.scatter(inner, output, c="tab:blue", s=28)

@@ -34,8 +34,14 @@ def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
 
     def decorate(function: Analysis) -> Analysis:
         existing = _REGISTRY.get(name)
-        if existing is not None and existing is not function and existing.__qualname__ != function.__qualname__:
-            raise ValueError(f"analysis {name!r} is already registered by {existing.__module__}.{existing.__qualname__}")
+        if (
+            existing is not None
+            and existing is not function
+            and existing.__qualname__ != function.__qualname__
+        ):
+            raise ValueError(
+                f"analysis {name!r} is already registered by {existing.__module__}.{existing.__qualname__}"
+            )
         _REGISTRY[name] = function
         return function
 
@@ -54,7 +60,9 @@ def get_analysis(name: str) -> Analysis:
             importlib.import_module(BUILTIN_MODULES[name])
         except ModuleNotFoundError as error:
             if error.name == BUILTIN_MODULES[name]:
-                raise ValueError(f"analysis {name!r} is not implemented yet (module {error.name} is missing)") from error
+                raise ValueError(
+                    f"analysis {name!r} is not implemented yet (module {error.name} is missing)"
+                ) from error
             raise
     if name not in _REGISTRY:
         raise ValueError(f"unknown analysis {name!r}; available: {available_analyses()}")

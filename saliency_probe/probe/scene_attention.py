@@ -235,9 +235,9 @@ class SceneAttentionModule(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         features = self.trunk(batch["image"])
         predicted = self.classifier(features).argmax(dim=1)
-        scores = MF.nss(attention_map(features), batch["fixations"]).double()
-        self._rows.append(torch.stack([batch["position"].double().cpu(), batch["label"].double().cpu(),
-                                       predicted.double().cpu(), scores.cpu()], dim=1))
+        scores = MF.nss(attention_map(features), batch["fixations"])
+        columns = (batch["position"], batch["label"], predicted, scores)
+        self._rows.append(torch.stack([column.detach().cpu().double() for column in columns], dim=1))
         self._stems.extend(str(stem) for stem in batch["stem"])
         return None
 

@@ -92,7 +92,9 @@ def weights_name(weights: Any) -> str:
     return text.split(".")[-1]
 
 
-def checkpoint_source(path: str | Path, info: dict[str, Any] | None = None, name: str | None = None) -> TrunkSource:
+def checkpoint_source(
+    path: str | Path, info: dict[str, Any] | None = None, name: str | None = None
+) -> TrunkSource:
     """Validate a checkpoint (safe load, ours, has trunk weights) and describe it."""
     loaded = load_checkpoint(Path(path).expanduser())
     if not any(key.startswith("trunk.features.") for key in loaded.state_dict):
@@ -121,9 +123,17 @@ def sweep_jobs(sweep: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     files = sorted(root.glob("*/summary.json")) or sorted(root.rglob("summary.json"))
     if not files:
         raise FileNotFoundError(f"no summary.json under {root}; expected {SWEEP_LAYOUT}")
-    missing = [p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit() and not (p / "summary.json").is_file()]
+    missing = [
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and p.name.isdigit() and not (p / "summary.json").is_file()
+    ]
     if missing:
-        log.warning("sweep %s: job folder(s) %s have no summary.json (failed or running?) and are left out", root, missing)
+        log.warning(
+            "sweep %s: job folder(s) %s have no summary.json (failed or running?) and are left out",
+            root,
+            missing,
+        )
     jobs = []
     for file in sorted(files, key=lambda f: _job_number(f.parent)):
         try:
@@ -230,8 +240,13 @@ def resolve_sources(
     if (not checkpoints and not sweep) or not is_random_weights(weights):
         kind = "random" if is_random_weights(weights) else "weights"
         sources.append(
-            TrunkSource(name=weights_name(weights), kind=kind, weights=None if kind == "random" else str(weights),
-                        seed=seed, info={"weights": None if kind == "random" else str(weights)})
+            TrunkSource(
+                name=weights_name(weights),
+                kind=kind,
+                weights=None if kind == "random" else str(weights),
+                seed=seed,
+                info={"weights": None if kind == "random" else str(weights)},
+            )
         )
     sources.extend(checkpoint_source(path) for path in checkpoints)
     if sweep:
@@ -243,8 +258,12 @@ def resolve_sources(
                 f"names={labels} gives {len(labels)} name(s) for {len(sources)} model(s) "
                 f"({[source.name for source in sources]}, in this order)"
             )
-        sources = [replace(source, name=label, info={**source.info, "original_name": source.name})
-                   for source, label in zip(sources, labels, strict=True)]
+        sources = [
+            replace(source, name=label, info={**source.info, "original_name": source.name})
+            for source, label in zip(sources, labels, strict=True)
+        ]
     if random_control and not any(source.kind == "random" for source in sources):
-        sources.append(TrunkSource(name=RANDOM_NAME, kind="random", seed=seed, control=True, info={"control": True}))
+        sources.append(
+            TrunkSource(name=RANDOM_NAME, kind="random", seed=seed, control=True, info={"control": True})
+        )
     return _unique_names(sources)

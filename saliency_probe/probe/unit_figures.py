@@ -107,15 +107,23 @@ def pick_image(reference: np.ndarray, changed: np.ndarray) -> int | None:
 
 @dataclass
 class Example:
-    """The probe images searched: their indices, fixation maps, and per image the category's region masks."""
+    """The probe images searched (data-set indices) and their items (image, fixations, regions)."""
 
     indices: list[int]
     items: list[dict[str, Any]]
 
 
-def search_set(dataset: Any, count: int) -> Example:
-    """The first ``count`` probe images (items loaded once and reused for every trunk)."""
-    indices = list(range(min(len(dataset), int(count))))
+def search_set(dataset: Any, count: int, category: str) -> Example:
+    """The first ``count`` probe images that hold a fixated region of ``category`` (annotations and fixations
+    are scanned in data-set order; only the chosen images are loaded)."""
+    indices = []
+    for index in range(len(dataset)):
+        if len(indices) >= int(count):
+            break
+        masks, names = dataset.regions(index)
+        chosen = [r for r, name in enumerate(names) if name == category]
+        if chosen and (masks[chosen].any(axis=0) & (dataset.fixation_map(index) != 0)).any():
+            indices.append(index)
     return Example(indices, [dataset[i] for i in indices])
 
 
@@ -227,7 +235,8 @@ def fine_tuning_figures(context: Any) -> list[str]:
     before = _unit_means(context, reference.name)
     if before is None:
         return []
-    example = search_set(dataset, int((context.cfg.get("figures") or {}).get("search_images", 32)))
+    count = int((context.cfg.get("figures") or {}).get("search_images", 32))
+    examples: dict[int, Example] = {}
     before_trunk = reference.trunk().eval()
     top_k = int(context.cfg.top_k)
     written: list[str] = []
@@ -241,10 +250,12 @@ def fine_tuning_figures(context: Any) -> list[str]:
         choices = [("fig5_unit_gain", unit, k, f"largest unit gain ({gain:+.2f})"),
                    (f"fig6_unit_{safe_name(categories[k6])}", unit6, k6,
                     f"best unit for the least-improved category {categories[k6]!r}")]
-        units = sorted({unit, unit6})
-        all_before, all_after = unit_maps(before_trunk, units, example), unit_maps(after_trunk, units, example)
         for stem, unit, k, why in choices:
-            maps_before, maps_after = all_before[:, units.index(unit)], all_after[:, units.index(unit)]
+            if k not in examples:
+                examples[k] = search_set(dataset, count, categories[k])
+            example = examples[k]
+            maps_before = unit_maps(before_trunk, [unit], example)[:, 0]
+            maps_after = unit_maps(after_trunk, [unit], example)[:, 0]
             nss_before = category_nss(maps_before, example, categories[k])
             nss_after = category_nss(maps_after, example, categories[k])
             position = pick_image(nss_before, nss_after)
@@ -274,13 +285,14 @@ def task_figures(context: Any, gt_sigma: float) -> list[str]:
     if ready is None or not triples:
         return []
     categories, dataset = ready
-    example = search_set(dataset, int((context.cfg.get("figures") or {}).get("search_images", 32)))
+    count = int((context.cfg.get("figures") or {}).get("search_images", 32))
     written: list[str] = []
     for reference, scene, saliency in triples:
         means = [_unit_means(context, s.name) for s in (reference, scene, saliency)]
         if any(m is None for m in means):
             continue
         unit, k, difference = largest_gain(means[1], means[2])
+        example = search_set(dataset, count, categories[k])
         maps = [unit_maps(source.trunk().eval(), [unit], example)[:, 0] for source in (reference, scene, saliency)]
         scores = [category_nss(m, example, categories[k]) for m in maps]
         position = pick_image(scores[1], scores[2])

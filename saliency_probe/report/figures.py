@@ -86,8 +86,13 @@ def improvement_bars(
     colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, max(1, len(models))))
     for index, model in enumerate(models):
         values = np.asarray(improvements[model], dtype=float)
-        axis.bar(positions + (index - (len(models) - 1) / 2) * width, np.nan_to_num(values), width,
-                 label=model, color=colours[index])
+        axis.bar(
+            positions + (index - (len(models) - 1) / 2) * width,
+            np.nan_to_num(values),
+            width,
+            label=model,
+            color=colours[index],
+        )
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set_xticks(positions, list(categories), rotation=35, ha="right", fontsize=8)
     axis.set_ylabel(ylabel)

@@ -91,7 +91,7 @@ def paper_row(model: Mapping[str, Any]) -> tuple[str, str] | None:
     Table 3 row 0; a saliency checkpoint with k layers tuned is Table 3 row k; a scene checkpoint with 1 layer
     tuned is Table 7 row ``sr`` (the paper's only scene setting). Random trunks have no paper row.
     """
-    info = model.get("info") or {}
+    info = _info(model)
     kind, task, layers = model.get("kind"), info.get("task"), str(info.get("finetune_layers"))
     if kind == "weights":
         return "table3", "0"
@@ -104,6 +104,11 @@ def paper_row(model: Mapping[str, Any]) -> tuple[str, str] | None:
     if task == "scene" and layers == "1":
         return "table7", "sr"
     return None
+
+
+def _info(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's details: ``probe_summary.json`` flattens them into the entry, a source keeps them in ``info``."""
+    return {**model, **(model.get("info") or {})}
 
 
 def _number(value: Any) -> float:
@@ -123,8 +128,10 @@ def _pair(ours: Any, theirs: Any, digits: int) -> str:
 
 
 def _embed(path: Path) -> list[str]:
-    """A Markdown table file, its headings pushed two levels down."""
+    """A Markdown table file without its title, its other headings pushed two levels down."""
     lines = path.read_text(encoding="utf-8").rstrip().splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
     return [("##" + line) if line.startswith("#") else line for line in lines] + [""]
 
 
@@ -137,8 +144,6 @@ def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
     paper = paper_values()
     lines = ["## Inner representation (Tables 2, 3, 7)", "",
              f"`{csv.relative_to(run)}`: {describe('tables/inner_representation.csv')}", ""]
-    if (run / "tables/inner_representation.md").is_file():
-        lines += _embed(run / "tables/inner_representation.md")
     categories = list(dict.fromkeys(row["category"] for row in rows))
     layers = list(dict.fromkeys(row["layer"] for row in rows))
     matched = [(m, paper_row(m)) for m in models if paper_row(m) is not None]
@@ -165,6 +170,8 @@ def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
         if body:
             lines += [f"### Layers of {model['name']} beside Table 2 (top-k mean NSS): ours (paper)", "",
                       markdown_table(["layer", *categories], body), ""]
+    if (run / "tables/inner_representation.md").is_file():
+        lines += ["### Full table (`tables/inner_representation.md`)", "", *_embed(run / "tables/inner_representation.md")]
     return lines
 
 
@@ -268,7 +275,7 @@ def models_section(models: Sequence[Mapping[str, Any]]) -> list[str]:
         return []
     body = []
     for model in models:
-        info = model.get("info") or {}
+        info = _info(model)
         match = paper_row(model)
         body.append([model["name"], str(model.get("kind")), str(info.get("task", "–")),
                      str(info.get("finetune_layers", "–")), "yes" if model.get("control") else "",

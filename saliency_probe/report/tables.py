@@ -96,7 +96,9 @@ def pivot(
         if c not in seen_columns:
             seen_columns.append(c)
     row_labels = [r for r in row_order if r in seen_rows] if row_order is not None else seen_rows
-    column_labels = [c for c in column_order if c in seen_columns] if column_order is not None else seen_columns
+    column_labels = (
+        [c for c in column_order if c in seen_columns] if column_order is not None else seen_columns
+    )
     return row_labels, column_labels, cells
 
 

@@ -1,0 +1,62 @@
+"""Per-layer probe results (unit x category means) and their ``.npz`` form, read back by later analyses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saliency_probe.report.tables import write_npz
+
+
+@dataclass
+class LayerResult:
+    """What one layer's probe yields (numpy, on CPU; ``K`` categories, ``C`` units)."""
+
+    unit_means: np.ndarray
+    unit_std: np.ndarray
+    region_counts: np.ndarray
+    excluded_regions: int
+    excluded_images: int
+    shuffled_means: np.ndarray | None = None
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {
+            f"{prefix}unit_means": self.unit_means,
+            f"{prefix}unit_std": self.unit_std,
+            f"{prefix}region_counts": self.region_counts,
+            f"{prefix}excluded": np.array([self.excluded_regions, self.excluded_images]),
+        }
+        if self.shuffled_means is not None:
+            out[f"{prefix}shuffled_unit_means"] = self.shuffled_means
+        return out
+
+
+def save_results(path: str | Path, results: dict[str, LayerResult], categories: Sequence[str]) -> Path:
+    """Write layer results to one ``.npz`` (keys ``<layer>.<array>``, plus ``layers`` and ``categories``)."""
+    arrays: dict[str, Any] = {"layers": np.array(list(results)), "categories": np.array(list(categories))}
+    for layer, result in results.items():
+        arrays.update(result.arrays(f"{layer}."))
+    return write_npz(path, arrays)
+
+
+def load_results(path: str | Path) -> tuple[dict[str, LayerResult], list[str]]:
+    """Read what :func:`save_results` wrote."""
+    with np.load(path, allow_pickle=False) as data:
+        categories = [str(name) for name in data["categories"]]
+        results = {}
+        for layer in (str(name) for name in data["layers"]):
+            excluded = data[f"{layer}.excluded"]
+            shuffled_key = f"{layer}.shuffled_unit_means"
+            results[layer] = LayerResult(
+                unit_means=data[f"{layer}.unit_means"],
+                unit_std=data[f"{layer}.unit_std"],
+                region_counts=data[f"{layer}.region_counts"],
+                excluded_regions=int(excluded[0]),
+                excluded_images=int(excluded[1]),
+                shuffled_means=data[shuffled_key] if shuffled_key in data.files else None,
+            )
+    return results, categories
