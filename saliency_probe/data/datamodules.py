@@ -200,7 +200,7 @@ class OsieSrDataModule(pl.LightningDataModule):
         self.class_ids = dict(class_ids) if class_ids is not None else None
         self.on_error = on_error
         self.limit = limit
-        self.stems = list(stems) if stems is not None else None
+        self.stems = [str(stem) for stem in stems] if stems is not None else None  # Hydra gives 1001 as int
         self._dataset: OsieSrDataset | None = None
 
     def prepare_data(self) -> None:

@@ -410,3 +410,13 @@ def run_inner(context: Any) -> dict[str, Any]:
             "csv": str(context.tables_dir / CSV_NAME),
         },
     }
+
+
+def applies_to(cfg: Any, sources: Any) -> bool:
+    """For ``analyses: auto``: the inner analysis needs categorised regions, which pop-out arrays do not have."""
+    from saliency_probe.probe.popout import data_is_popout
+
+    return not data_is_popout(cfg)
+
+
+run_inner.applies_to = applies_to  # type: ignore[attr-defined]

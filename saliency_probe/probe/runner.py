@@ -114,7 +114,7 @@ def validate_config(cfg: DictConfig) -> list[str]:
 
 
 #: ``analyses: auto`` (or null) runs these, in this order, where they apply to the probed models.
-AUTO_ANALYSES = ("inner", "output", "scene_attention")
+AUTO_ANALYSES = ("inner", "output", "scene_attention", "popout")
 
 
 def is_auto(analyses: Any) -> bool:
