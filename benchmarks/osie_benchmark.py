@@ -1,7 +1,7 @@
 """The full saliency benchmark on the real OSIE data (700 images, 15 observers), timed per model.
 
 Usage: ``python benchmarks/osie_benchmark.py [--root ../shared/data/osie] [--workers 2] [--limit N]
-[--output docs/benchmarks_osie.md]``
+[--output docs/benchmarks_osie.md]``; ``--report-only`` rewrites the report from an earlier run's folder.
 
 Runs ``probe.py analyses=[benchmark] data=osie`` through the real entry point's config (conf/probe.yaml), with
 the models center_bias, inter_observer, bms, gbvs, itti and spectral_residual, in ``--workers`` processes. Then
@@ -13,6 +13,7 @@ comparisons, and links the example figure (copied next to the report).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -31,12 +32,13 @@ import numpy as np  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from saliency_probe.data.osie import OsieDataset  # noqa: E402
-from saliency_probe.io_utils import write_text  # noqa: E402
+from saliency_probe.io_utils import write_json, write_text  # noqa: E402
 from saliency_probe.probe.benchmark import METRIC_TITLES, METRICS, BenchmarkSettings, score_images  # noqa: E402
 from saliency_probe.probe.runner import run_probe  # noqa: E402
 from saliency_probe.report.tables import markdown_table, read_csv  # noqa: E402
 
 MODELS = ("center_bias", "inter_observer", "bms", "gbvs", "itti", "spectral_residual")
+META_NAME = "benchmark_run.json"
 EXPECTED = [("center_bias", "bms"), ("center_bias", "gbvs"), ("bms", "inter_observer"), ("gbvs", "inter_observer")]
 
 
@@ -67,11 +69,15 @@ def versions() -> str:
 
 
 def git_revision() -> str:
+    """The short commit, with "+ uncommitted changes" when the working tree differs from it."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                               check=False).stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         return "unknown"
+    return f"{head} + uncommitted changes" if dirty else head
 
 
 def clipped_text(count: int) -> str:
@@ -105,8 +111,17 @@ def cache_second_pass(root: Path, cache: Path, model: str, images: int) -> tuple
     return elapsed / images, timings[model].map_seconds / images, timings[model].cached
 
 
-def report(run_dir: Path, summary: dict, args: argparse.Namespace, wall: float, before: str, after: str,
-           second: tuple[float, float, int, str], figure: Path | None) -> str:
+def ranks(rows: list[dict[str, str]]) -> list[list[str]]:
+    """Per metric, the models from best to worst (KLD: lowest is best)."""
+    table = []
+    for metric in METRICS:
+        ordered = sorted(rows, key=lambda row: float(row[metric]), reverse=metric != "kld")
+        table.append([METRIC_TITLES[metric], " > ".join(f"{row['model']} {float(row[metric]):.3f}" for row in ordered)])
+    return table
+
+
+def report(run_dir: Path, summary: dict, meta: dict, figure: Path | None) -> str:
+    """The Markdown report of a finished run (``meta``: command, machine, wall time, second pass)."""
     bench = summary["analyses"]["benchmark"]
     rows = read_csv(run_dir / "tables" / "benchmark.csv")
     per_image = read_csv(run_dir / "tables" / "benchmark_per_image.csv")
@@ -133,24 +148,22 @@ def report(run_dir: Path, summary: dict, args: argparse.Namespace, wall: float, 
             verdict = "holds" if nss[low] < nss[high] else "does NOT hold"
             comparisons.append([f"{low} < {high}", f"{nss[low]:.3f} < {nss[high]:.3f}", verdict,
                                 f"{mean:+.3f} ± {sem:.3f}", f"{100 * share:.0f}% of {count}"])
-    per_image_s, map_s, hits, model = second
+    second = meta["second_pass"]
     lines = [
         "# Saliency benchmark on the real OSIE data",
         "",
-        f"Measured by `python benchmarks/osie_benchmark.py --workers {args.workers}"
-        + (f" --limit {args.limit}" if args.limit else "") + f"` (repository revision {git_revision()}, "
-        f"{time.strftime('%Y-%m-%d')}), through `probe.py analyses=[benchmark] data=osie` with the configuration "
-        "of conf/benchmark/default.yaml.",
+        f"Measured by `{meta['command']}` (repository revision {meta['revision']}, {meta['date']}), through "
+        "`probe.py analyses=[benchmark] data=osie` with the configuration of conf/benchmark/default.yaml.",
         "",
-        f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs shared with other jobs (1-minute load average "
-        f"{before} before, {after} after); {versions()}.",
-        f"- Data: OSIE (Xu et al. 2014), `{args.root}`: {images} images of 800x600, 15 observers each, "
+        f"- Machine: {meta['cpu']}, {meta['cpus']} logical CPUs shared with other jobs (load averages over 1, 5 "
+        f"and 15 min: {meta['load_before']} before, {meta['load_after']} after); {meta['versions']}.",
+        f"- Data: OSIE (Xu et al. 2014), `{meta['root']}`: {images} images of 800x600, 15 observers each, "
         "the original `fixations.mat`; coordinates rounded MATLAB-style (half away from zero), 0-based, unique "
         f"fixated pixels per image; {clipped_text(bench['data']['clipped_fixations'])}.",
         f"- Ground truth: unique fixated pixels blurred with sigma = {bench['gt_sigma']:g} px (about one degree, the "
         "authors' `params.eye.radius`).",
-        f"- {args.workers} worker processes, one thread each; wall time {wall / 60:.1f} min for all models "
-        f"({bench['wall_seconds'] / 60:.1f} min of scoring).",
+        f"- {bench['num_workers']} worker processes, one thread each; wall time {meta['wall_seconds'] / 60:.1f} min "
+        f"for all models ({bench['wall_seconds'] / 60:.1f} min of scoring).",
         "",
         markdown_table(header, body),
         "",
@@ -169,11 +182,17 @@ def report(run_dir: Path, summary: dict, args: argparse.Namespace, wall: float, 
         markdown_table(["expected", "NSS", "verdict", "paired difference (high - low)", "images where high wins"],
                        comparisons),
         "",
+        "Where every model falls, per metric (best first):",
+        "",
+        markdown_table(["metric", "models, best first (KLD: lowest first)"], ranks(rows)),
+        "",
         "## Cached maps",
         "",
-        f"A second metric pass over {args.second_images} images of `{model}` read {hits} maps from the cache: "
-        f"{per_image_s:.3f} s per image in all, of which {map_s:.4f} s reading the map (computing it took "
-        f"{timing[model]['map_seconds'] / max(1, timing[model]['computed']):.3f} s per image in the first pass).",
+        f"A second metric pass over {second['images']} images of `{second['model']}` read {second['cached']} maps "
+        f"from the cache: {second['seconds_per_image']:.3f} s per image in all, of which "
+        f"{second['map_seconds_per_image']:.4f} s reading the map (computing it took "
+        f"{timing[second['model']]['map_seconds'] / max(1, timing[second['model']]['computed']):.3f} s per image "
+        "in the first pass).",
     ]
     if figure is not None:
         lines += ["", "## Example maps", "", f"![example maps]({figure.name})", "",
@@ -191,11 +210,17 @@ def main() -> None:
     parser.add_argument("--run-dir", default=str(REPO / "outputs" / "benchmarks" / "osie"), help="probe run folder")
     parser.add_argument("--cache", default=None, help="map cache folder (default: a temporary folder, removed)")
     parser.add_argument("--second-images", type=int, default=20, help="images of the cached second pass")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from the run folder of an earlier run (no benchmarking)")
     args = parser.parse_args()
+    run_dir = Path(args.run_dir).absolute()
+    output = Path(args.output)
+    if args.report_only:
+        write_report(run_dir, output)
+        return
     root = Path(args.root).expanduser().absolute()
     if not (root / "data" / "eye" / "fixations.mat").is_file():
         raise SystemExit(f"no OSIE data at {root} (get it with python -m saliency_probe.data.download osie --out DIR)")
-    run_dir = Path(args.run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache).absolute() if args.cache else Path(tempfile.mkdtemp(prefix="osie_map_cache_"))
     overrides = [
@@ -211,23 +236,40 @@ def main() -> None:
     cwd = Path.cwd()
     os.chdir(run_dir)  # outside Hydra's launcher the run folder is the current folder
     try:
-        summary = run_probe(cfg)
+        run_probe(cfg)
     finally:
         os.chdir(cwd)
     wall = time.perf_counter() - started
     after = load()
     second_model = "gbvs"
-    second = (*cache_second_pass(root, cache, second_model, args.second_images), second_model)
-    output = Path(args.output)
+    per_image, map_seconds, cached = cache_second_pass(root, cache, second_model, args.second_images)
+    command = "python benchmarks/osie_benchmark.py" + "".join(
+        f" --{key.replace('_', '-')} {value}" for key, value in (("workers", args.workers), ("limit", args.limit))
+        if value is not None)
+    meta = {
+        "command": command, "revision": git_revision(), "date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(),
+        "cpus": os.cpu_count(), "load_before": before, "load_after": after, "versions": versions(),
+        "root": str(root), "wall_seconds": wall,
+        "second_pass": {"model": second_model, "images": args.second_images, "seconds_per_image": per_image,
+                        "map_seconds_per_image": map_seconds, "cached": cached},
+    }
+    write_json(run_dir / META_NAME, meta)
+    if not args.cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    write_report(run_dir, output)
+    print(output.read_text())
+
+
+def write_report(run_dir: Path, output: Path) -> None:
+    """Write the Markdown report and copy the example figure next to it, from a finished run folder."""
+    summary = json.loads((run_dir / "probe_summary.json").read_text(encoding="utf-8"))
+    meta = json.loads((run_dir / META_NAME).read_text(encoding="utf-8"))
     figure = None
     source_png = run_dir / "figures" / "benchmark_examples.png"
     if source_png.is_file():
         figure = output.parent / "benchmarks_osie_examples.png"
         shutil.copyfile(source_png, figure)
-    write_text(output, report(run_dir, summary, args, wall, before, after, second, figure))
-    if not args.cache:
-        shutil.rmtree(cache, ignore_errors=True)
-    print(output.read_text())
+    write_text(output, report(run_dir, summary, meta, figure))
 
 
 if __name__ == "__main__":

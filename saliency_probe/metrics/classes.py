@@ -101,36 +101,26 @@ class AUCJudd(_ImageMean):
     _fn = staticmethod(MF.auc_judd)
 
 
-def _stack_regions(
-    region_masks: Tensor | Sequence[Tensor], batch: int, size: tuple[int, int]
-) -> tuple[Tensor, list[int]]:
-    """Region masks as one padded ``(B, R, H, W)`` bool tensor, and the number given for each image."""
+def _fixated_regions(
+    region_masks: Tensor | Sequence[Tensor] | MF.FixatedRegions, fixation_map: Tensor
+) -> tuple[MF.FixatedRegions, list[int], bool]:
+    """The batch's regions as :class:`~saliency_probe.metrics.functional.FixatedRegions`, the number of
+    regions given for each image, and whether the input was padded (a tensor or ``FixatedRegions``).
+
+    Masks are read at the fixated pixels only: no full-resolution copy of them is made.
+    """
+    batch, size = fixation_map.shape[0], (int(fixation_map.shape[1]), int(fixation_map.shape[2]))
+    if isinstance(region_masks, MF.FixatedRegions):
+        if region_masks.batch != batch or tuple(region_masks.size) != size:
+            raise ValueError(
+                f"region_masks: FixatedRegions of {region_masks.batch} images of {tuple(region_masks.size)} "
+                f"for fixation maps {tuple(fixation_map.shape)}"
+            )
+        return region_masks, [region_masks.membership.shape[1]] * batch, True
+    regions = MF.fixated_regions(fixation_map, region_masks)
     if isinstance(region_masks, Tensor):
-        if (
-            region_masks.dim() != 4
-            or region_masks.shape[0] != batch
-            or tuple(region_masks.shape[-2:]) != size
-        ):
-            raise ValueError(
-                f"region_masks: expected a (B={batch}, R, {size[0]}, {size[1]}) tensor, "
-                f"got {tuple(region_masks.shape)}"
-            )
-        return region_masks != 0, [region_masks.shape[1]] * batch
-    if len(region_masks) != batch:
-        raise ValueError(f"region_masks: expected {batch} entries (one per image), got {len(region_masks)}")
-    counts = []
-    for index, masks in enumerate(region_masks):
-        if masks.dim() != 3 or tuple(masks.shape[-2:]) != size:
-            raise ValueError(
-                f"region_masks[{index}]: expected (R, {size[0]}, {size[1]}), got {tuple(masks.shape)}"
-            )
-        counts.append(masks.shape[0])
-    padded = torch.zeros(
-        batch, max(counts, default=0), *size, dtype=torch.bool, device=region_masks[0].device
-    )
-    for index, masks in enumerate(region_masks):
-        padded[index, : masks.shape[0]] = masks != 0
-    return padded, counts
+        return regions, [region_masks.shape[1]] * batch, True
+    return regions, [int(masks.shape[0]) for masks in region_masks], False
 
 
 class RegionNSS(_SyncedStates):
@@ -216,7 +206,7 @@ class RegionNSS(_SyncedStates):
         self,
         activations: Tensor,
         fixation_map: Tensor,
-        region_masks: Tensor | Sequence[Tensor],
+        region_masks: Tensor | Sequence[Tensor] | MF.FixatedRegions,
         region_categories: Sequence[Sequence[str | int]] | Tensor,
     ) -> None:
         """Add a batch of images.
@@ -224,8 +214,10 @@ class RegionNSS(_SyncedStates):
         Args:
             activations: ``(B, C, h, w)`` unit maps of the layer.
             fixation_map: ``(B, H, W)`` binary fixation maps at image resolution.
-            region_masks: a list of ``B`` tensors ``(R_b, H, W)`` (a variable number of regions per image) or
-                a padded ``(B, R, H, W)`` tensor.
+            region_masks: a list of ``B`` tensors ``(R_b, H, W)`` (a variable number of regions per image), a
+                padded ``(B, R, H, W)`` tensor, or the faster
+                :class:`~saliency_probe.metrics.functional.FixatedRegions` of this fixation map (padded ``R``
+                slots; the masks read at the fixated pixels only, e.g. shared by several metrics).
             region_categories: for each image, the category (name or index) of each of its regions, or a
                 ``(B, R)`` integer tensor; index -1 (or a shorter list with a padded tensor) marks padding.
         """
@@ -237,15 +229,13 @@ class RegionNSS(_SyncedStates):
             raise ValueError(
                 f"RegionNSS: expected fixation_map (B={activations.shape[0]}, H, W), got {tuple(fixation_map.shape)}"
             )
-        batch, size = fixation_map.shape[0], tuple(fixation_map.shape[-2:])
-        masks, given = _stack_regions(region_masks, batch, size)
-        padded = isinstance(region_masks, Tensor)
+        regions, given, padded = _fixated_regions(region_masks, fixation_map)
         categories = self._category_indices(region_categories, given, padded).to(self.count.device)
-        has_fixation = (fixation_map != 0).flatten(1).any(dim=1).to(self.count.device)
+        has_fixation = (regions.fixations_per_image() > 0).to(self.count.device)
         self.no_fixation_images += (~has_fixation).sum()
-        if masks.shape[1] == 0:
+        if regions.membership.shape[1] == 0:
             return
-        values = MF.region_nss(activations.detach(), fixation_map, masks.to(activations.device))  # (B, C, R)
+        values = MF.region_nss_fixated(activations.detach(), regions)  # (B, C, R)
         values = values.to(device=self.sum.device, dtype=_F64)
         real = categories >= 0
         held = ~torch.isnan(values[:, 0, :])

@@ -11,22 +11,26 @@ statistics in float64 from the small map, never a full-resolution map per unit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from saliency_probe.metrics._resize import (
     MapStats,
     accumulation_dtype,
-    project_dense,
     project_points,
     project_weights,
     resize_bilinear,
-    sparse_is_cheaper,
 )
 
 __all__ = [
     "nss",
     "region_nss",
+    "region_nss_fixated",
+    "fixated_regions",
+    "FixatedRegions",
     "nmm",
     "cc",
     "kld",
@@ -112,11 +116,112 @@ def nss(saliency_map: Tensor, fixation_map: Tensor) -> Tensor:
     return value.to(out_dtype)
 
 
+class FixatedRegions(NamedTuple):
+    """Regions given by the fixated pixels they hold: the fast input form of region NSS (DESIGN section 4).
+
+    A region enters Eq. 1 only through its fixated pixels, so the batch's unique fixated pixels and, for each,
+    the region slots that hold it say everything the ``(B, R, H, W)`` masks say, in a few kilobytes. Build one
+    with :func:`fixated_regions` (or ``saliency_probe.probe.regions.probe_region_points``) and pass it to
+    :func:`region_nss_fixated` or :meth:`~saliency_probe.metrics.RegionNSS.update` in place of the masks.
+
+    Fields:
+        image, ys, xs: ``(N,)`` int64 image index and pixel of every unique fixated pixel of the batch (each
+            pixel once; images without fixations have none).
+        membership: ``(N, R)`` bool: True where slot ``r`` of the pixel's image holds the pixel.
+        batch: ``B``, the number of images.
+        size: ``(H, W)`` of the fixation maps.
+    """
+
+    image: Tensor
+    ys: Tensor
+    xs: Tensor
+    membership: Tensor
+    batch: int
+    size: tuple[int, int]
+
+    def fixations_per_image(self) -> Tensor:
+        """``(B,)`` int64 number of unique fixated pixels of each image."""
+        return torch.bincount(self.image, minlength=self.batch)
+
+
+def fixated_regions(fixation_map: Tensor, region_masks: Tensor | Sequence[Tensor]) -> FixatedRegions:
+    """The :class:`FixatedRegions` of a batch: the region masks read at the fixated pixels only.
+
+    Args:
+        fixation_map: ``(B, H, W)`` binary fixation maps.
+        region_masks: a padded ``(B, R, H, W)`` tensor or a list of ``B`` tensors ``(R_b, H, W)`` (padded with
+            empty slots to ``max R_b``); any nonzero pixel belongs to the region.
+    """
+    _check_maps("fixation_map", fixation_map)
+    if fixation_map.dim() != 3:
+        raise ValueError(f"fixation_map: expected (B, H, W), got shape {tuple(fixation_map.shape)}")
+    batch, size = fixation_map.shape[0], (int(fixation_map.shape[1]), int(fixation_map.shape[2]))
+    image, ys, xs = _binary(fixation_map).nonzero(as_tuple=True)
+    if isinstance(region_masks, Tensor):
+        if (
+            region_masks.dim() != 4
+            or region_masks.shape[0] != batch
+            or tuple(region_masks.shape[-2:]) != size
+        ):
+            raise ValueError(
+                f"region_masks: expected a (B={batch}, R, {size[0]}, {size[1]}) tensor, "
+                f"got {tuple(region_masks.shape)}"
+            )
+        inside = region_masks[
+            image.to(region_masks.device), :, ys.to(region_masks.device), xs.to(region_masks.device)
+        ]
+        return FixatedRegions(image, ys, xs, _binary(inside).to(image.device), batch, size)
+    if len(region_masks) != batch:
+        raise ValueError(f"region_masks: expected {batch} entries (one per image), got {len(region_masks)}")
+    for index, masks in enumerate(region_masks):
+        if masks.dim() != 3 or tuple(masks.shape[-2:]) != size:
+            raise ValueError(
+                f"region_masks[{index}]: expected (R, {size[0]}, {size[1]}), got {tuple(masks.shape)}"
+            )
+    width = max((int(masks.shape[0]) for masks in region_masks), default=0)
+    membership = torch.zeros(image.numel(), width, dtype=torch.bool, device=image.device)
+    ends = torch.bincount(image, minlength=batch).cumsum(0).tolist()
+    for b, (masks, end) in enumerate(zip(region_masks, ends, strict=True)):
+        part = slice(ends[b - 1] if b else 0, end)
+        y, x = ys[part].to(masks.device), xs[part].to(masks.device)
+        membership[part, : masks.shape[0]] = _binary(masks[:, y, x]).T.to(image.device)
+    return FixatedRegions(image, ys, xs, membership, batch, size)
+
+
+def region_nss_fixated(activations: Tensor, regions: FixatedRegions) -> Tensor:
+    """:func:`region_nss` for regions given as :class:`FixatedRegions`: the same values, without masks.
+
+    Each fixated pixel moves to the small map as its (at most 4) bilinear taps, per region; the projected
+    regions are summed against the centred maps in the same cache-sized pass that computes the maps' mean
+    and std. Returns ``(B, C, R)`` float64 (float32 on MPS): NaN where a region holds no fixation, 0 for a
+    constant map.
+    """
+    _check_maps("activations", activations)
+    if activations.dim() != 4 or activations.shape[0] != regions.batch:
+        raise ValueError(
+            f"region_nss: expected activations (B={regions.batch}, C, h, w), got {tuple(activations.shape)}"
+        )
+    (h, w), (H, W) = activations.shape[-2:], regions.size
+    device, acc = activations.device, accumulation_dtype(activations.device)
+    B, R = regions.batch, regions.membership.shape[1]
+    if R == 0:
+        return torch.empty(B, activations.shape[1], 0, dtype=acc, device=device)
+    small = (H, W) if h > H or w > W else (h, w)  # MapStats resizes larger maps to the fixations' size
+    image, membership = regions.image.to(device), regions.membership.to(device)
+    counts = torch.zeros(B, R, dtype=acc, device=device).index_add_(0, image, membership.to(acc))
+    projected = project_points(
+        image, regions.ys.to(device), regions.xs.to(device), membership, B, small, (H, W)
+    )
+    stats = MapStats(activations, (H, W), projections=projected)
+    return stats.zscored_means(stats.sums, counts[:, None, :], trailing=1)
+
+
 def region_nss(activations: Tensor, fixation_map: Tensor, region_masks: Tensor) -> Tensor:
     """Eq. 1 of the paper for every unit and region: NSS of each resized map over the fixations in a region.
 
     Each map is z-scored over the **whole** resized map (population std), then averaged over the fixated
-    pixels inside the region. Exact small-map algebra in float64: no full-resolution map per unit.
+    pixels inside the region. Exact small-map algebra in float64: no full-resolution map per unit; the masks
+    are read at the fixated pixels only (:func:`fixated_regions`, :func:`region_nss_fixated`).
 
     Args:
         activations: ``(B, C, h, w)`` unit maps (e.g. post-ReLU conv activations).
@@ -140,25 +245,7 @@ def region_nss(activations: Tensor, fixation_map: Tensor, region_masks: Tensor) 
             f"region_nss: batch or size mismatch: activations {tuple(activations.shape)}, "
             f"fixation_map {tuple(fixation_map.shape)}, region_masks {tuple(region_masks.shape)}"
         )
-    stats = MapStats(activations, (H, W))
-    if R == 0:
-        return torch.empty(B, activations.shape[1], 0, dtype=stats.centered.dtype, device=activations.device)
-    fix = _binary(fixation_map)
-    b_idx, ys, xs = fix.nonzero(as_tuple=True)
-    if sparse_is_cheaper(b_idx.numel(), stats.small_size, B, (H, W)):
-        # the few fixated pixels: their region memberships, projected point by point
-        membership = _binary(region_masks[b_idx, :, ys, xs])  # (N, R)
-        acc = accumulation_dtype(activations.device)
-        counts = torch.zeros(B, R, dtype=acc, device=membership.device).index_add_(
-            0, b_idx, membership.to(acc)
-        )
-        projected = project_points(b_idx, ys, xs, membership, B, stats.small_size, (H, W))
-    else:
-        weights = fix[:, None] & _binary(region_masks)  # fixated pixels of each region
-        counts = weights.sum(dim=(-2, -1)).to(accumulation_dtype(activations.device))
-        projected = project_dense(weights, stats.small_size)
-    sums = torch.einsum("bchw,brhw->bcr", stats.centered, projected)
-    return stats.zscored_means(sums, counts[:, None, :], trailing=1)
+    return region_nss_fixated(activations, fixated_regions(fixation_map, region_masks))
 
 
 def nmm(maps: Tensor, masks: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from torch import nn
 from saliency_probe.metrics import RegionNSS
 from saliency_probe.models.backbone import LAYER_CHANNELS, LAYER_STRIDE
 from saliency_probe.probe.activations import LayerActivations
-from saliency_probe.probe.regions import pad_regions, probe_regions
+from saliency_probe.probe.regions import pad_regions, probe_region_points
 from saliency_probe.probe.results import LayerResult, load_results, save_results
 
 __all__ = [
@@ -97,7 +97,7 @@ class RegionProbeModule(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         features = self.activations(batch["image"])
         fixations = batch["fixations"]
-        sets, index = probe_regions(
+        regions, index = probe_region_points(  # the fixated pixels of every set, shared by the groups
             fixations,
             batch["region_masks"],
             batch["region_categories"],
@@ -112,7 +112,7 @@ class RegionProbeModule(pl.LightningModule):
                 if len(members) > 1
                 else features[members[0]]
             )
-            self.region_nss[group].update(maps, fixations, sets, index)
+            self.region_nss[group].update(maps, fixations, regions, index)
         return None
 
     def on_predict_epoch_end(self) -> None:

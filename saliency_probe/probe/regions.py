@@ -12,10 +12,19 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from saliency_probe.metrics.functional import FixatedRegions
+
 
 def image_generator(seed: int, stem: str) -> torch.Generator:
     """A generator seeded by (seed, image stem): the same draws for an image however the data is sharded."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + zlib.crc32(str(stem).encode("utf-8")))
+
+
+def _shuffled_positions(inside: Tensor, generator: torch.Generator) -> list[Tensor]:
+    """For each region (a row of ``inside``, ``(R, n)`` bool over an image's ``n`` fixated pixels), as many
+    positions in ``0..n-1`` drawn at random without replacement as the region holds fixated pixels."""
+    pool = inside.shape[1]
+    return [torch.randperm(pool, generator=generator)[:count] for count in inside.sum(dim=1).tolist()]
 
 
 def shuffled_region_pixels(
@@ -38,12 +47,23 @@ def shuffled_region_pixels(
     """
     pool = (fixations.detach().reshape(-1) != 0).nonzero().squeeze(1)  # flat indices of the fixated pixels
     inside = region_masks.detach().reshape(region_masks.shape[0], -1)[:, pool] != 0  # (R, n_fixated)
-    counts = inside.sum(dim=1).tolist()
-    drawn = []
-    for count in counts:
-        order = torch.randperm(pool.numel(), generator=generator)[:count]
-        drawn.append(pool[order.to(pool.device)])
-    return drawn
+    return [pool[order.to(pool.device)] for order in _shuffled_positions(inside, generator)]
+
+
+def _category_ids(
+    masks: Tensor, names: Sequence[str], lookup: dict[str, int], stem: str, size: tuple[int, int]
+) -> list[int]:
+    """The category index of each of an image's regions; a clear error for bad masks or names."""
+    if tuple(masks.shape[-2:]) != tuple(size):
+        raise ValueError(
+            f"region masks of image {stem} are {tuple(masks.shape[-2:])}, fixations {tuple(size)}"
+        )
+    if len(names) != masks.shape[0]:
+        raise ValueError(f"image {stem}: {len(names)} categories for {masks.shape[0]} region masks")
+    unknown = sorted({name for name in names if name not in lookup})
+    if unknown:
+        raise ValueError(f"image {stem}: unknown region categories {unknown}; known: {list(lookup)}")
+    return [lookup[name] for name in names]
 
 
 def probe_regions(
@@ -55,13 +75,14 @@ def probe_regions(
     seed: int,
     shuffled: bool,
 ) -> tuple[Tensor, Tensor]:
-    """The region sets of a batch for one :class:`RegionNSS` update, and their category indices.
+    """The region sets of a batch for one :class:`RegionNSS` update, and their category indices, as masks.
 
     Returns ``(sets, index)``: ``sets`` is bool ``(B, S, H, W)``; slots ``0..R_b-1`` of image ``b`` hold its
     region masks, and with ``shuffled`` slots ``R..R+R_b-1`` (``R = max R_b``) hold the control's pixel sets
     (:func:`shuffled_region_pixels`). ``index`` ``(B, S)`` gives each slot's category: ``k`` for a region of
     ``categories[k]``, ``K + k`` for its shuffled copy, -1 for padding. One update then serves both, so the
-    units' map statistics are computed once per batch.
+    units' map statistics are computed once. :func:`probe_region_points` gives the same sets as fixated
+    pixels, which is what the probe uses (no full-resolution masks).
     """
     lookup = {name: k for k, name in enumerate(categories)}
     batch, (height, width) = len(region_masks), fixations.shape[-2:]
@@ -72,23 +93,59 @@ def probe_regions(
     for b, (fix, masks, names, stem) in enumerate(
         zip(fixations, region_masks, region_categories, stems, strict=True)
     ):
-        if tuple(masks.shape[-2:]) != (height, width):
-            raise ValueError(
-                f"region masks of image {stem} are {tuple(masks.shape[-2:])}, fixations {(height, width)}"
-            )
-        if len(names) != masks.shape[0]:
-            raise ValueError(f"image {stem}: {len(names)} categories for {masks.shape[0]} region masks")
-        unknown = sorted({name for name in names if name not in lookup})
-        if unknown:
-            raise ValueError(f"image {stem}: unknown region categories {unknown}; known: {list(categories)}")
+        ids = _category_ids(masks, names, lookup, stem, (height, width))
         count = masks.shape[0]
         sets[b, :count] = masks.reshape(count, -1) != 0
-        index[b, :count] = torch.tensor([lookup[name] for name in names], dtype=torch.long)
+        index[b, :count] = torch.tensor(ids, dtype=torch.long)
         if shuffled:
             for r, pixels in enumerate(shuffled_region_pixels(fix, masks, image_generator(seed, stem))):
                 sets[b, width_r + r, pixels] = True
             index[b, width_r : width_r + count] = index[b, :count] + len(categories)
     return sets.reshape(batch, slots, height, width), index
+
+
+def probe_region_points(
+    fixations: Tensor,
+    region_masks: Sequence[Tensor],
+    region_categories: Sequence[Sequence[str]],
+    categories: Sequence[str],
+    stems: Sequence[str],
+    seed: int,
+    shuffled: bool,
+) -> tuple[FixatedRegions, Tensor]:
+    """:func:`probe_regions` as :class:`~saliency_probe.metrics.functional.FixatedRegions`: the same slots,
+    categories and control draws, but each set given by the fixated pixels it holds.
+
+    The masks are read at the fixated pixels only and the control's draws are positions among them, so no
+    full-resolution set is built; :meth:`RegionNSS.update` takes the result in place of masks, and several
+    updates (one per group of layers) share it. Returns ``(regions, index)`` with ``index`` as in
+    :func:`probe_regions`.
+    """
+    lookup = {name: k for k, name in enumerate(categories)}
+    batch, size = len(region_masks), (int(fixations.shape[-2]), int(fixations.shape[-1]))
+    if fixations.dim() != 3 or fixations.shape[0] != batch:
+        raise ValueError(
+            f"fixations: expected ({batch}, H, W) for {batch} images, got {tuple(fixations.shape)}"
+        )
+    width_r = max((int(masks.shape[0]) for masks in region_masks), default=0)
+    slots = width_r * (2 if shuffled else 1)
+    fixated = fixations.detach()
+    image, ys, xs = (fixated if fixated.dtype == torch.bool else fixated != 0).nonzero(as_tuple=True)
+    membership = torch.zeros(image.numel(), slots, dtype=torch.bool, device=image.device)
+    index = torch.full((batch, slots), -1, dtype=torch.long)
+    ends = torch.bincount(image, minlength=batch).cumsum(0).tolist()
+    for b, (masks, names, stem) in enumerate(zip(region_masks, region_categories, stems, strict=True)):
+        ids = _category_ids(masks, names, lookup, stem, size)
+        start, count = (ends[b - 1] if b else 0), masks.shape[0]
+        part = slice(start, ends[b])
+        inside = masks.detach()[:, ys[part].to(masks.device), xs[part].to(masks.device)] != 0  # (R_b, n_b)
+        membership[part, :count] = inside.T.to(image.device)
+        index[b, :count] = torch.tensor(ids, dtype=torch.long)
+        if shuffled:
+            for r, order in enumerate(_shuffled_positions(inside, image_generator(seed, stem))):
+                membership[start + order.to(image.device), width_r + r] = True
+            index[b, width_r : width_r + count] = index[b, :count] + len(categories)
+    return FixatedRegions(image, ys, xs, membership, batch, size), index
 
 
 def pad_regions(region_masks: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
