@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from saliency_probe.io_utils import write_json
-from saliency_probe.models.backbone import parse_finetune_layers
+from saliency_probe.models.backbone import check_weights_available, parse_finetune_layers
 from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.run_context import output_dir, print_config_tree, run_identity, to_plain
 
@@ -68,6 +68,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job and return its summary (also written to ``<output dir>/summary.json``)."""
     finetune_layers = cfg.finetune.layers
     parse_finetune_layers(finetune_layers)  # fail before any work, listing the valid values
+    check_weights_available(cfg.backbone.get("weights"))  # offline without the file: fail now, naming it
     if cfg.get("print_config"):
         print_config_tree(cfg, title=f"train.py ({cfg.task.name})")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)

@@ -119,3 +119,35 @@ def test_finetune_sweep_as_subprocess(tmp_path: Path, synthetic_root: Path) -> N
     assert {s["run_name"] for s in summaries} >= {"finetune.layers=all", "finetune.layers=0"}
     for summary in summaries:
         torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
+
+
+def test_pretrained_weights_offline_fail_within_seconds(tmp_path: Path) -> None:
+    """`TORCH_HOME=<empty> python train.py backbone.weights=IMAGENET1K_V1` names the missing file, before any data work."""
+    import time
+
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "train.py", "backbone.weights=IMAGENET1K_V1", f"data.root={tmp_path / 'data'}",
+         "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "WANDB_MODE": "disabled", "TORCH_HOME": str(tmp_path / "torch_home")},
+    )
+    assert result.returncode != 0
+    assert "vgg16-397923af.pth" in result.stderr and str(tmp_path / "torch_home") in result.stderr
+    assert not (tmp_path / "data").exists()
+    assert time.monotonic() - start < 60
+
+
+def test_fixation_density_equals_torchvision_gaussian_blur() -> None:
+    """The separable ground-truth blur gives torchvision's 2-D Gaussian blur (kernel +-3 sigma, reflected border)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from saliency_probe.models.gt import fixation_density
+
+    torch.manual_seed(0)
+    fixations = (torch.rand(2, 60, 80) > 0.99).float()
+    reference = TF.gaussian_blur(fixations[:, None], kernel_size=[37, 37], sigma=[6.0, 6.0])[:, 0]
+    assert torch.allclose(fixation_density(fixations, 6.0), reference, atol=1e-7)
+    tiny = (torch.rand(1, 12, 20) > 0.8).float()  # kernel limited to the map: 11 x 19
+    reference = TF.gaussian_blur(tiny[:, None], kernel_size=[19, 11], sigma=[24.0, 24.0])[:, 0]
+    assert torch.allclose(fixation_density(tiny, 24.0), reference, atol=1e-7)

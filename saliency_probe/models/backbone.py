@@ -107,22 +107,25 @@ def _torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def load_vgg16_state_dict(weights: str) -> dict[str, torch.Tensor]:
-    """Load a VGG-16 state dict from a torchvision enum name (``IMAGENET1K_V1``) or a local file.
-
-    Offline and without the cached file, fail at once naming the file torchvision looks for and where.
-    """
+def _is_file_spec(weights: str) -> bool:
     path = Path(os.path.expanduser(str(weights)))
-    if path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.exists():
+    return path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.exists()
+
+
+def check_weights_available(weights: str | None) -> None:
+    """Fail at once (before any data work) when ``backbone.weights`` names a file or cache entry that is absent."""
+    if weights is None or str(weights).lower() in {"none", "null", "random", ""}:
+        return
+    if _is_file_spec(str(weights)):
+        path = Path(os.path.expanduser(str(weights)))
         if not path.is_file():
             raise FileNotFoundError(f"backbone.weights: no VGG-16 state_dict file at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"backbone.weights: {path} is not a loadable VGG-16 state_dict ({error})") from error
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        return state
+        return
+    _torchvision_weights(str(weights))
+
+
+def _torchvision_weights(weights: str) -> VGG16_Weights:
+    """The torchvision enum for ``weights``; offline without the cached file, an error naming file and folder."""
     name = str(weights).split(".")[-1]
     try:
         enum = VGG16_Weights[name]
@@ -140,7 +143,26 @@ def load_vgg16_state_dict(weights: str) -> dict[str, torch.Tensor]:
             f"{file_name} there, pass backbone.weights=/path/to/{file_name}, or set "
             "SALIENCY_PROBE_ALLOW_DOWNLOAD=1 where the network is available."
         )
-    return enum.get_state_dict(progress=False, check_hash=True)
+    return enum
+
+
+def load_vgg16_state_dict(weights: str) -> dict[str, torch.Tensor]:
+    """Load a VGG-16 state dict from a torchvision enum name (``IMAGENET1K_V1``) or a local file.
+
+    Offline and without the cached file, fail at once naming the file torchvision looks for and where.
+    """
+    path = Path(os.path.expanduser(str(weights)))
+    if _is_file_spec(str(weights)):
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone.weights: no VGG-16 state_dict file at {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - re-raised with the file name
+            raise ValueError(f"backbone.weights: {path} is not a loadable VGG-16 state_dict ({error})") from error
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        return state
+    return _torchvision_weights(str(weights)).get_state_dict(progress=False, check_hash=True)
 
 
 def build_trunk(weights: str | None = None) -> VGGTrunk:
