@@ -179,11 +179,18 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
             wandb.finish()
 
 
+#: Analyses that score their own models (``benchmark.models``), not the probed trunks.
+TRUNKLESS_ANALYSES = {"benchmark"}
+
+
 def print_summary(context: ProbeContext) -> None:
     """The one-screen summary: each analysis's ``lines``, then where the outputs are."""
     bar = "=" * 100
     print(bar)
-    print(f"probe: {len(context.sources)} model(s): {', '.join(s.name for s in context.sources)}")
+    if set(context.results) - TRUNKLESS_ANALYSES:  # the probed trunks matter only to trunk analyses
+        print(f"probe: {len(context.sources)} model(s): {', '.join(s.name for s in context.sources)}")
+    else:
+        print(f"probe: {', '.join(context.results)}")
     for name, result in context.results.items():
         lines = result.get("lines", [])
         if lines:
