@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from saliency_probe.data.salicon import SaliconDataset
-from saliency_probe.data.scenes import class_weights, read_scene_labels
-from saliency_probe.data.synthetic import ensure_synthetic
+from saliency_probe.data.datamodules import SaliconDataModule, _loader
+from saliency_probe.data.scenes import SceneLabels, class_weights, read_scene_labels
 
 
 def stratified_split(labels: list[str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -24,8 +22,7 @@ def stratified_split(labels: list[str], val_fraction: float, seed: int) -> tuple
     for name in sorted(set(labels)):
         members = [i for i, label in enumerate(labels) if label == name]
         rng.shuffle(members)
-        n_val = int(round(len(members) * val_fraction))
-        n_val = min(n_val, len(members) - 1)
+        n_val = min(int(round(len(members) * val_fraction)), len(members) - 1)
         val.extend(members[:n_val])
         train.extend(members[n_val:])
     return sorted(train), sorted(val)
@@ -33,15 +30,15 @@ def stratified_split(labels: list[str], val_fraction: float, seed: int) -> tuple
 
 def _read_split_column(path: Path) -> dict[str, str] | None:
     """The optional ``split`` column of the label file (train/val per image), or None when absent."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "split" not in reader.fieldnames:
             return None
-        return {row["image"]: row["split"].strip() for row in reader}
+        return {row["image"].removesuffix(".jpg"): row["split"].strip() for row in reader}
 
 
 class LabelledImages(Dataset):
-    """Items of SALICON datasets with an integer scene ``label`` added."""
+    """Items of a SALICON dataset with an integer scene ``label`` added."""
 
     def __init__(self, source: Dataset, indices: list[int], labels: list[int]) -> None:
         self.source = source
@@ -57,75 +54,37 @@ class LabelledImages(Dataset):
         return item
 
 
-class SaliconScenesDataModule(pl.LightningDataModule):
+class SaliconScenesDataModule(SaliconDataModule):
     """SALICON images (both splits) with scene labels; classes under ``min_images_per_class`` are dropped.
 
-    The split comes from the label file's optional ``split`` column, else a stratified split of the labelled
-    images (``val_fraction``, seeded). ``class_names``, ``class_counts`` and ``class_weights`` (``n / (K n_c)``,
-    from the training split) are known after ``setup`` and passed to the scene module.
+    Reads the images and fixations exactly as :class:`SaliconDataModule` (same arguments, same synthetic set),
+    plus ``labels_file`` (CSV ``image,scene[,split]``, default ``<root>/scenes.csv``). The split comes from the
+    file's optional ``split`` column, else a stratified split of the labelled images (``val_fraction``, seeded).
+    ``class_names``, ``class_counts`` and ``class_weights`` (``n / (K n_c)`` from the training split) are known
+    after ``setup`` and passed to the scene module by :meth:`module_kwargs`.
     """
 
     def __init__(
         self,
         root: str,
         labels_file: str | None = None,
-        image_size: int = 224,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        edition: str = "2017",
         min_images_per_class: int = 50,
         val_fraction: float = 0.2,
-        seed: int = 0,
-        on_error: str = "raise",
-        synthetic: bool = False,
-        num_train: int | None = None,
-        num_val: int | None = None,
-        num_probe: int | None = None,
-        salicon_hw: tuple[int, int] | None = None,
-        osie_hw: tuple[int, int] | None = None,
-        num_observers: int | None = None,
+        **salicon_kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.root = Path(root).expanduser().absolute()
-        self.labels_file = Path(labels_file) if labels_file else self.root / "scenes.csv"
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.edition = edition
-        self.min_images_per_class = min_images_per_class
-        self.val_fraction = val_fraction
-        self.seed = seed
-        self.on_error = on_error
-        self.synthetic = synthetic
-        self.synthetic_sizes = {
-            "num_train": num_train,
-            "num_val": num_val,
-            "num_probe": num_probe,
-            "salicon_hw": tuple(salicon_hw) if salicon_hw else None,
-            "osie_hw": tuple(osie_hw) if osie_hw else None,
-            "num_observers": num_observers,
-        }
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-
-    @property
-    def salicon_root(self) -> Path:
-        return self.root / "salicon" if self.synthetic else self.root
-
-    def prepare_data(self) -> None:
-        if self.synthetic:
-            sizes = {key: value for key, value in self.synthetic_sizes.items() if value is not None}
-            ensure_synthetic(self.root, seed=self.seed, **sizes)
+        super().__init__(root, **salicon_kwargs)
+        self.labels_file = Path(labels_file).expanduser().absolute() if labels_file else self.root / "scenes.csv"
+        self.min_images_per_class = int(min_images_per_class)
+        self.val_fraction = float(val_fraction)
+        self.train_set: LabelledImages | None = None
+        self.val_set: LabelledImages | None = None
+        self.scene_labels: SceneLabels | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        self.prepare_data()
-        splits = [
-            SaliconDataset(self.salicon_root, split, image_size=self.image_size, edition=self.edition,
-                           on_error=self.on_error)
-            for split in ("train", "val")
-        ]
+        super().setup(None)
+        splits = [self.dataset("train"), self.dataset("val")]
         source = ConcatDataset(splits)
         stems = [stem for dataset in splits for stem in dataset.stems]
         labels = read_scene_labels(self.labels_file, known_stems=stems, min_images_per_class=self.min_images_per_class)
@@ -165,24 +124,20 @@ class SaliconScenesDataModule(pl.LightningDataModule):
         }
 
     def summary(self) -> dict[str, Any]:
+        labels = self.scene_labels
         return {
+            **super().summary(),
             "labels_file": str(self.labels_file),
             "num_train": len(self.train_set or []),
             "num_val": len(self.val_set or []),
-            "dropped_classes": dict(self.scene_labels.dropped_classes),
-            "unknown_images": len(self.scene_labels.unknown_images),
-            "edition": self.edition,
+            "dropped_classes": dict(labels.dropped_classes) if labels else {},
+            "unknown_images": len(labels.unknown_images) if labels else 0,
         }
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("SaliconScenesDataModule.setup() has not run")
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          generator=generator if shuffle else None, persistent_workers=self.num_workers > 0)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        self.setup("fit")
+        return _loader(self.train_set, self.batch_size, self.num_workers, True, self.seed)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        self.setup("fit")
+        return _loader(self.val_set, self.batch_size, self.num_workers, False, self.seed)
