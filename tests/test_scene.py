@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import SMALL, run_in_process, small_data
+from test_train import SMALL, fit_fixed_batch, run_in_process, small_data
 
 from saliency_probe.callbacks import FreezeLayers
 from saliency_probe.data.scene_datamodule import SaliconScenesDataModule, stratified_split
@@ -80,13 +80,7 @@ def test_scene_training_step_lowers_the_loss() -> None:
     optimizer = module.configure_optimizers()
     images = torch.randn(6, 3, 64, 64)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    losses = []
-    for _ in range(8):
-        optimizer.zero_grad()
-        loss = module.loss(module(images), labels)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = fit_fixed_batch(module, optimizer, images, labels, steps=8)
     assert losses[-1] < 0.9 * losses[0]
 
 

@@ -64,6 +64,18 @@ def test_training_run_writes_summary_and_safe_checkpoints(tmp_path: Path, synthe
     assert loaded.saliency_head().weight.shape == (1, 512, 1, 1)
 
 
+def fit_fixed_batch(module, optimizer, inputs: torch.Tensor, targets: torch.Tensor, steps: int) -> list[float]:
+    """Train ``module`` on one batch for ``steps`` steps; the loss after each step's forward pass."""
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = module.loss(module(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def test_training_lowers_the_loss_on_a_fixed_batch() -> None:
     from saliency_probe.callbacks import FreezeLayers
     from saliency_probe.models.saliency import SaliencyModule
@@ -75,13 +87,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch() -> None:
     images = torch.randn(4, 3, 64, 64)
     fixations = torch.zeros(4, 32, 32)
     fixations[:, 4:8, 4:8] = 1  # the same corner in every image: learnable
-    losses = []
-    for _ in range(15):
-        optimizer.zero_grad()
-        loss = module.loss(module(images), fixations)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = fit_fixed_batch(module, optimizer, images, fixations, steps=15)
     assert losses[-1] < losses[0] - 0.5
 
 
