@@ -138,8 +138,8 @@ class _Moments:
         max |A|, and the sums ``<A - offset, weights_r>`` ``(n, R)`` (``None`` without weights)."""
         (h, w), n = self.small_size, maps.shape[0]
         a = self._maps[:n].copy_(maps) if self.buffered else maps.to(self.acc)
-        low, high = torch.aminmax(a.detach().reshape(n, h * w), dim=1)
-        scale = torch.maximum(high, -low)  # max |A|
+        flat = a.detach().reshape(n, h * w)
+        scale = torch.maximum(flat.amax(dim=1), -flat.amin(dim=1))  # max |A| without a temporary
         offset = a.mean(dim=(-2, -1), keepdim=True)
         centered = a.sub_(offset) if self.buffered else a - offset
         if self.same_size:
