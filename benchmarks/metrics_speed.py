@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from saliency_probe.io_utils import write_text
+from saliency_probe.machine import cpu_name
 from saliency_probe.metrics.functional import region_nss
 
 
@@ -102,15 +102,6 @@ def timed(fn: Callable[[], Tensor], repeats: int, device: torch.device) -> tuple
     return min(times), statistics.median(times), result.cpu()
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from saliency_probe.data.osie import OsieDataset  # noqa: E402
 from saliency_probe.io_utils import write_json, write_text  # noqa: E402
+from saliency_probe.machine import cpu_name  # noqa: E402
 from saliency_probe.probe.benchmark import METRIC_TITLES, METRICS, BenchmarkSettings, score_images  # noqa: E402
 from saliency_probe.probe.runner import run_probe  # noqa: E402
 from saliency_probe.report.tables import markdown_table, read_csv  # noqa: E402
@@ -42,14 +43,6 @@ META_NAME = "benchmark_run.json"
 EXPECTED = [("center_bias", "bms"), ("center_bias", "gbvs"), ("bms", "inter_observer"), ("gbvs", "inter_observer")]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load() -> str:

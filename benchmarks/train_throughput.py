@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -45,6 +44,7 @@ from saliency_probe.callbacks import FreezeLayers
 from saliency_probe.data.datamodules import SaliconDataModule
 from saliency_probe.data.synthetic import ensure_synthetic
 from saliency_probe.io_utils import write_text
+from saliency_probe.machine import cpu_name, load_average
 from saliency_probe.models.backbone import parse_finetune_layers
 from saliency_probe.models.saliency import SaliencyModule
 
@@ -245,20 +245,8 @@ def compare_loaders(
 # ----------------------------------------------------------------------------------------------- report
 
 
-def cpu_name() -> str:
-    """``lscpu``'s model name (or what ``platform`` knows)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
-def load_average() -> str:
-    return " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
 def _verdict(value: float, target: float) -> str:
