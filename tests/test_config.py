@@ -23,9 +23,16 @@ def test_default_train_config() -> None:
     assert cfg.finetune.layers == 1
     assert cfg.backbone.weights is None
     assert cfg.data.image_size == 224
-    assert cfg.logger.mode == "offline"
+    assert cfg.logger._target_.endswith("WandbLogger")
     assert cfg.data._target_.endswith("SaliconDataModule")
     assert set(cfg.callbacks) == {"freeze", "model_checkpoint", "progress_bar"}
+
+
+def test_wandb_is_offline_unless_wandb_mode_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert compose_train().logger.mode == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert compose_train().logger.mode == "disabled"
 
 
 @pytest.mark.parametrize("layers", [0, 1, 2, 3, 4, 5, 6, "all"])
