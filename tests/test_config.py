@@ -82,3 +82,17 @@ def test_optimizer_config_is_plain() -> None:
     cfg = compose_train()
     plain = OmegaConf.to_container(cfg.task.module.optimizer, resolve=True)
     assert plain == {"_target_": "torch.optim.Adam", "lr": 5e-3, "weight_decay": 0.0}
+
+
+@pytest.mark.parametrize(
+    "preset,layers,names",
+    [("table2", None, None), ("table3", ["conv5_3"], None), ("table7", ["conv5_3"], ["pt", "sp", "sr"])],
+)
+def test_probe_presets_compose(preset: str, layers: list[str] | None, names: list[str] | None) -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        base = compose("probe")
+        cfg = compose("probe", overrides=[f"probe={preset}"])
+    assert list(cfg.layers) == (layers or list(base.layers))
+    assert cfg.analyses == "auto" and cfg.top_k == 10 and cfg.threshold == 1.5
+    if names is not None:
+        assert list(cfg.names) == names

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from region_sets_reference import as_masks, mask_region_sets
 from test_metrics_functional import naive_region_nss, np_resize, random_fixations
 
 from saliency_probe.metrics import RegionNSS, _resize
 from saliency_probe.metrics import functional as MF
-from saliency_probe.probe.regions import probe_region_points, probe_regions
+from saliency_probe.probe.regions import probe_region_points
 
 CATEGORIES = ["face", "text", "object"]
 
@@ -109,16 +110,12 @@ def test_probe_region_points_hold_the_probe_region_sets() -> None:
     tensors = [torch.from_numpy(m) for m in masks]
     names = [["face", "text", "face"], ["object"], ["text", "text"]]
     stems = ["a", "b", "c"]
-    sets, index = probe_regions(fixations, tensors, names, CATEGORIES, stems, seed=3, shuffled=True)
+    sets, index = mask_region_sets(fixations, tensors, names, CATEGORIES, stems, seed=3, shuffled=True)
     regions, point_index = probe_region_points(
         fixations, tensors, names, CATEGORIES, stems, seed=3, shuffled=True
     )
     assert torch.equal(point_index, index) and regions.batch == 3 and regions.size == (41, 57)
-    rebuilt = torch.zeros(sets.shape, dtype=torch.bool)
-    image, ys, xs = regions.image, regions.ys, regions.xs
-    for slot in range(sets.shape[1]):
-        held = regions.membership[:, slot]
-        rebuilt[image[held], slot, ys[held], xs[held]] = True
+    rebuilt = as_masks(regions, sets.shape[1])
     # the real slots hold each mask's fixated pixels, the control slots their (fixated) draws
     assert torch.equal(rebuilt, sets & (fixations[:, None] != 0))
     assert rebuilt[:, 3:].any()  # the control is present

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from conftest import SMALL_SYNTHETIC
 from hydra import compose, initialize_config_dir
 from PIL import Image
+from region_sets_reference import as_masks, shuffled_region_pixels
 
 from saliency_probe.models.backbone import VGGTrunk
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
-from saliency_probe.probe.regions import image_generator, probe_regions, shuffled_region_pixels
+from saliency_probe.probe.regions import image_generator, probe_region_points
 from saliency_probe.probe.results import load_results
 from saliency_probe.probe.runner import run_probe
 from saliency_probe.probe.sources import RANDOM_NAME, resolve_sources, sweep_sources, varying_overrides
@@ -349,11 +350,12 @@ def test_shuffled_regions_keep_counts_and_draw_from_the_image_fixations() -> Non
     names, categories = ["a", "b", "a"], ["a", "b"]
 
     def draw(stem: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        return probe_regions(fixations[None], [masks], [names], categories, [stem], seed, shuffled=True)
+        points, index = probe_region_points(fixations[None], [masks], [names], categories, [stem], seed, True)
+        return as_masks(points, index.shape[1]), index
 
     regions, index = draw("1001")
     assert regions.shape == (1, 6, 30, 40) and index.tolist() == [[0, 1, 0, 2, 3, 2]]
-    assert torch.equal(regions[0, :3], masks)  # the real regions, then their shuffled copies
+    assert torch.equal(regions[0, :3], masks & fixations)  # the real regions' fixations, then shuffled copies
     sets = regions[0, 3:]
     assert (sets.sum(dim=(1, 2)) == (masks & fixations).sum(dim=(1, 2))).all()
     assert not (sets & ~fixations).any()  # only fixated pixels of the same image
@@ -364,7 +366,7 @@ def test_shuffled_regions_keep_counts_and_draw_from_the_image_fixations() -> Non
     pixels = shuffled_region_pixels(fixations, masks, image_generator(0, "1001"))
     assert [p.numel() for p in pixels] == (masks & fixations).sum(dim=(1, 2)).tolist()
     # two images with different region counts: padding slots are empty and marked -1
-    both, both_index = probe_regions(
+    both_points, both_index = probe_region_points(
         torch.stack([fixations, fixations]),
         [masks, masks[:1]],
         [names, names[:1]],
@@ -373,11 +375,12 @@ def test_shuffled_regions_keep_counts_and_draw_from_the_image_fixations() -> Non
         0,
         shuffled=True,
     )
+    both = as_masks(both_points, both_index.shape[1])
     assert both.shape == (2, 6, 30, 40) and both_index[1].tolist() == [0, -1, -1, 2, -1, -1]
     assert not both[1, [1, 2, 4, 5]].any()
     assert torch.equal(both[0], regions[0])  # an image's draw does not depend on its batch
     with pytest.raises(ValueError, match="image 1001: unknown region categories \\['c'\\]"):
-        probe_regions(fixations[None], [masks], [["a", "b", "c"]], categories, ["1001"], 0, shuffled=False)
+        probe_region_points(fixations[None], [masks], [["a", "b", "c"]], categories, ["1001"], 0, shuffled=False)
 
 
 def test_shuffled_baseline_removes_the_planted_selectivity(tmp_path: Path) -> None:

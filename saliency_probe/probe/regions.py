@@ -27,29 +27,6 @@ def _shuffled_positions(inside: Tensor, generator: torch.Generator) -> list[Tens
     return [torch.randperm(pool, generator=generator)[:count] for count in inside.sum(dim=1).tolist()]
 
 
-def shuffled_region_pixels(
-    fixations: Tensor, region_masks: Tensor, generator: torch.Generator
-) -> list[Tensor]:
-    """The shuffled-region control for one image: each region's fixated pixels replaced by as many fixated
-    pixels drawn at random (without replacement) from **all** fixated pixels of the same image.
-
-    Args:
-        fixations: ``(H, W)`` binary fixation map.
-        region_masks: ``(R, H, W)`` region masks.
-        generator: CPU random generator (see :func:`image_generator`).
-
-    Returns:
-        For each region, the flat indices (into ``H * W``, on the masks' device) of its drawn pixels. Each keeps
-        its region's fixation count, so a region without fixations stays empty (and is excluded, as in the real
-        statistic). Region NSS over these sets is the chance level of Eq. 1: how a unit scores at the image's
-        fixations regardless of which region they fell in. Only the fixated pixels are read, never the full
-        masks.
-    """
-    pool = (fixations.detach().reshape(-1) != 0).nonzero().squeeze(1)  # flat indices of the fixated pixels
-    inside = region_masks.detach().reshape(region_masks.shape[0], -1)[:, pool] != 0  # (R, n_fixated)
-    return [pool[order.to(pool.device)] for order in _shuffled_positions(inside, generator)]
-
-
 def _category_ids(
     masks: Tensor, names: Sequence[str], lookup: dict[str, int], stem: str, size: tuple[int, int]
 ) -> list[int]:
@@ -66,44 +43,6 @@ def _category_ids(
     return [lookup[name] for name in names]
 
 
-def probe_regions(
-    fixations: Tensor,
-    region_masks: Sequence[Tensor],
-    region_categories: Sequence[Sequence[str]],
-    categories: Sequence[str],
-    stems: Sequence[str],
-    seed: int,
-    shuffled: bool,
-) -> tuple[Tensor, Tensor]:
-    """The region sets of a batch for one :class:`RegionNSS` update, and their category indices, as masks.
-
-    Returns ``(sets, index)``: ``sets`` is bool ``(B, S, H, W)``; slots ``0..R_b-1`` of image ``b`` hold its
-    region masks, and with ``shuffled`` slots ``R..R+R_b-1`` (``R = max R_b``) hold the control's pixel sets
-    (:func:`shuffled_region_pixels`). ``index`` ``(B, S)`` gives each slot's category: ``k`` for a region of
-    ``categories[k]``, ``K + k`` for its shuffled copy, -1 for padding. One update then serves both, so the
-    units' map statistics are computed once. :func:`probe_region_points` gives the same sets as fixated
-    pixels, which is what the probe uses (no full-resolution masks).
-    """
-    lookup = {name: k for k, name in enumerate(categories)}
-    batch, (height, width) = len(region_masks), fixations.shape[-2:]
-    width_r = max((int(masks.shape[0]) for masks in region_masks), default=0)
-    slots = width_r * (2 if shuffled else 1)
-    sets = torch.zeros(batch, slots, height * width, dtype=torch.bool, device=fixations.device)
-    index = torch.full((batch, slots), -1, dtype=torch.long)
-    for b, (fix, masks, names, stem) in enumerate(
-        zip(fixations, region_masks, region_categories, stems, strict=True)
-    ):
-        ids = _category_ids(masks, names, lookup, stem, (height, width))
-        count = masks.shape[0]
-        sets[b, :count] = masks.reshape(count, -1) != 0
-        index[b, :count] = torch.tensor(ids, dtype=torch.long)
-        if shuffled:
-            for r, pixels in enumerate(shuffled_region_pixels(fix, masks, image_generator(seed, stem))):
-                sets[b, width_r + r, pixels] = True
-            index[b, width_r : width_r + count] = index[b, :count] + len(categories)
-    return sets.reshape(batch, slots, height, width), index
-
-
 def probe_region_points(
     fixations: Tensor,
     region_masks: Sequence[Tensor],
@@ -113,13 +52,16 @@ def probe_region_points(
     seed: int,
     shuffled: bool,
 ) -> tuple[FixatedRegions, Tensor]:
-    """:func:`probe_regions` as :class:`~saliency_probe.metrics.functional.FixatedRegions`: the same slots,
-    categories and control draws, but each set given by the fixated pixels it holds.
+    """The region sets of a batch for one :class:`RegionNSS` update, as
+    :class:`~saliency_probe.metrics.functional.FixatedRegions` (each set given by the fixated pixels it holds).
 
-    The masks are read at the fixated pixels only and the control's draws are positions among them, so no
-    full-resolution set is built; :meth:`RegionNSS.update` takes the result in place of masks, and several
-    updates (one per group of layers) share it. Returns ``(regions, index)`` with ``index`` as in
-    :func:`probe_regions`.
+    Slots ``0..R_b-1`` of image ``b`` hold its regions; with ``shuffled``, slots ``R..R+R_b-1`` (``R = max R_b``)
+    hold the control's draws: for each region, as many of the image's fixated pixels, drawn at random without
+    replacement, as the region holds (a region without fixations stays empty). The returned ``index`` ``(B, S)``
+    gives each slot's category: ``k`` for a region of ``categories[k]``, ``K + k`` for its shuffled copy, -1 for
+    padding, so one update serves both and the units' map statistics are computed once. The masks are read at
+    the fixated pixels only, so no full-resolution set is built; several updates (one per group of layers)
+    share the result.
     """
     lookup = {name: k for k, name in enumerate(categories)}
     batch, size = len(region_masks), (int(fixations.shape[-2]), int(fixations.shape[-1]))
