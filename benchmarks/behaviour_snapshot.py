@@ -8,8 +8,9 @@ as subprocesses of the checkout's ``train.py`` / ``probe.py``:
 - ``popout``: ``probe.py analyses=[popout]`` on a small generated pop-out set (random trunk, 64 px);
 - ``benchmark``: ``probe.py analyses=[benchmark] benchmark.limit=8`` on the real OSIE data (when present).
 
-``python benchmarks/behaviour_snapshot.py compare BEFORE AFTER [--rtol 1e-9]`` compares every CSV (and the
-training summaries' metrics) of two records: identical text, or numbers equal within ``rtol``. Exit 1 on a
+``python benchmarks/behaviour_snapshot.py compare BEFORE AFTER [--rtol 1e-9]`` compares every table (CSV,
+Markdown, ``.npz``, JSON) and the training summaries' metrics of two records: identical text, or numbers equal
+within ``rtol``. Exit 1 on a
 difference, with each differing file and cell named.
 """
 
@@ -63,7 +64,8 @@ def record(out: Path, repo: Path, osie: Path | None) -> None:
 
 
 def _tables(root: Path) -> dict[str, Path]:
-    found = {str(p.relative_to(root)): p for p in root.glob("*/tables/*.csv")}
+    found = {str(p.relative_to(root)): p for suffix in ("csv", "md", "npz", "json")
+             for p in root.glob(f"*/tables/*.{suffix}")}
     for summary in sorted((root / "train").glob("*/summary.json")):
         found[str(summary.relative_to(root))] = summary
     return found
@@ -103,12 +105,45 @@ def _compare_summary(a: Path, b: Path, rtol: float) -> list[str]:
     return [f"{k}: {ma[k]} != {mb[k]}" for k in ma if not _close(str(ma[k]), str(mb[k]), rtol)]
 
 
+def _compare_text(a: Path, b: Path, rtol: float) -> list[str]:
+    return [] if a.read_text() == b.read_text() else ["text differs"]
+
+
+def _compare_npz(a: Path, b: Path, rtol: float) -> list[str]:
+    import numpy as np
+
+    with np.load(a) as xa, np.load(b) as xb:
+        if set(xa.files) != set(xb.files):
+            return [f"arrays {sorted(xa.files)} != {sorted(xb.files)}"]
+        return [f"{k} differs" for k in xa.files if xa[k].dtype.kind in "fc"
+                and not np.allclose(xa[k], xb[k], rtol=rtol, atol=1e-12, equal_nan=True)
+                or xa[k].dtype.kind not in "fc" and not np.array_equal(xa[k], xb[k])]
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): str(value)}
+
+
+def _compare_json(a: Path, b: Path, rtol: float) -> list[str]:
+    fa, fb = _flatten(json.loads(a.read_text())), _flatten(json.loads(b.read_text()))
+    if set(fa) != set(fb):
+        return [f"keys differ: {sorted(set(fa) ^ set(fb))[:5]}"]
+    return [f"{k}: {fa[k]} != {fb[k]}" for k in fa if not _close(fa[k], fb[k], rtol)]
+
+
+CHECKS = {".csv": _compare_csv, ".md": _compare_text, ".npz": _compare_npz, ".json": _compare_json}
+
+
 def compare(before: Path, after: Path, rtol: float) -> int:
     a, b = _tables(before), _tables(after)
     failures = [f"only in {before}: {name}" for name in sorted(set(a) - set(b))]
     failures += [f"only in {after}: {name}" for name in sorted(set(b) - set(a))]
     for name in sorted(set(a) & set(b)):
-        check = _compare_summary if name.endswith(".json") else _compare_csv
+        check = _compare_summary if name.endswith("summary.json") else CHECKS[Path(name).suffix]
         failures += [f"{name}: {p}" for p in check(a[name], b[name], rtol)[:5]]
     print(f"compared {len(set(a) & set(b))} files: {len(failures)} difference(s)")
     for line in failures:
