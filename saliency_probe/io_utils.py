@@ -1,6 +1,6 @@
-"""Atomic output writing: a temporary file in the target folder, then ``os.replace``.
+"""Atomic output writing (a temporary file in the target folder, then ``os.replace``) and file-safe names.
 
-An interrupted run therefore never leaves half a table, figure or JSON file behind.
+An interrupted run therefore never leaves half a table, figure, array or JSON file behind.
 """
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -40,3 +43,15 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
     """Write ``payload`` as indented JSON atomically."""
     return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Path:
+    """Save arrays with ``numpy.savez_compressed``, atomically (keys are the array names)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **{key: np.asarray(value) for key, value in arrays.items()})
+    return Path(path)
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a model name (``finetune.layers=1`` stays readable)."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "model"

@@ -1,4 +1,4 @@
-"""Run naming, config printing and seeding shared by train.py and probe.py."""
+"""Run naming, config printing and the logger, shared by train.py and probe.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 
@@ -72,3 +74,25 @@ def print_config_tree(cfg: DictConfig, title: str = "config") -> None:
         text = OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
         branch.add(Syntax(text, "yaml"))
     rich_print(tree)
+
+
+def build_logger(
+    logger_cfg: DictConfig | None,
+    run_dir: Path,
+    name: str,
+    group: str | None,
+    job_type: str,
+    resume_run_id: str | None = None,
+) -> Logger | None:
+    """Instantiate the ``logger`` group; W&B runs are named by the overrides and grouped by sweep.
+
+    ``resume_run_id`` continues an earlier W&B run (resuming from a checkpoint that recorded its id).
+    """
+    if not logger_cfg or not logger_cfg.get("_target_"):
+        return None
+    target = str(logger_cfg._target_)
+    if target.endswith("WandbLogger"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        extra = {"id": resume_run_id, "resume": "allow"} if resume_run_id else {}
+        return instantiate(logger_cfg, save_dir=str(run_dir), name=name, group=group, job_type=job_type, **extra)
+    return instantiate(logger_cfg, save_dir=str(run_dir))

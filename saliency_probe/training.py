@@ -12,12 +12,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import WandbLogger
 
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import check_weights_available, parse_finetune_layers
 from saliency_probe.models.checkpoint import load_checkpoint
-from saliency_probe.run_context import output_dir, print_config_tree, run_identity, to_plain
+from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +27,6 @@ def build_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
     if not callbacks_cfg:
         return []
     return [instantiate(entry) for entry in callbacks_cfg.values() if entry and entry.get("_target_")]
-
-
-def build_logger(
-    logger_cfg: DictConfig | None,
-    run_dir: Path,
-    name: str,
-    group: str | None,
-    job_type: str,
-    resume_run_id: str | None = None,
-) -> Logger | None:
-    """Instantiate the ``logger`` group; W&B runs are named by the overrides and grouped by sweep.
-
-    ``resume_run_id`` continues an earlier W&B run (resuming from a checkpoint that recorded its id).
-    """
-    if not logger_cfg or not logger_cfg.get("_target_"):
-        return None
-    target = str(logger_cfg._target_)
-    if target.endswith("WandbLogger"):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        extra = {"id": resume_run_id, "resume": "allow"} if resume_run_id else {}
-        return instantiate(logger_cfg, save_dir=str(run_dir), name=name, group=group, job_type=job_type, **extra)
-    return instantiate(logger_cfg, save_dir=str(run_dir))
 
 
 def count_trainable_parameters(module: torch.nn.Module) -> int:

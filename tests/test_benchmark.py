@@ -17,8 +17,8 @@ from PIL import Image
 
 from saliency_probe.data.fixation_datamodule import FixationDataModule
 from saliency_probe.data.osie import OsieDataset
+from saliency_probe.maps import fixation_density
 from saliency_probe.metrics import functional as MF
-from saliency_probe.models.gt import fixation_density
 from saliency_probe.probe.baselines import (
     FixationTable,
     blur,

@@ -12,7 +12,7 @@ import scipy.io
 import torch
 from PIL import Image
 
-from saliency_probe.data.fixations import fixation_pixels, matlab_round, rasterise_fixations
+from saliency_probe.data.fixations import fixation_pixels, rasterise_fixations
 from saliency_probe.data.images import load_rgb, to_model_input
 from saliency_probe.data.mit1003 import Mit1003Dataset
 from saliency_probe.data.osie import OsieDataset, read_osie_fixations
@@ -27,6 +27,7 @@ from saliency_probe.data.osie_sr import (
 )
 from saliency_probe.data.salicon import SaliconDataset, read_salicon_json, read_salicon_mat
 from saliency_probe.data.scenes import class_weights, read_scene_labels
+from saliency_probe.matlab import matlab_round
 
 # --------------------------------------------------------------------------- fixture writers (real formats)
 

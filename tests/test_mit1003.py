@@ -13,8 +13,8 @@ from test_benchmark import run_in
 
 from saliency_probe.data.fixation_datamodule import FixationDataModule
 from saliency_probe.data.mit1003 import Mit1003Dataset
+from saliency_probe.maps import fixation_density
 from saliency_probe.metrics import functional as MF
-from saliency_probe.models.gt import fixation_density
 from saliency_probe.probe.benchmark import BenchmarkSettings, score_images
 from saliency_probe.report.tables import read_csv
 

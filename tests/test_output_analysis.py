@@ -18,8 +18,8 @@ from conftest import SMALL_SYNTHETIC
 from scipy import stats
 
 from saliency_probe.data.datamodules import OsieSrDataModule
+from saliency_probe.maps import fixation_density
 from saliency_probe.models.backbone import VGGTrunk
-from saliency_probe.models.gt import fixation_density
 from saliency_probe.probe.output import (
     OutputProbeModule,
     OutputResult,
@@ -55,13 +55,6 @@ def hand_case() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     masks[0, 1, 18:25, 22:34] = True  # person head
     masks[0, 2, 10:16, 12:20] = True  # object
     return fixations, masks, ["text", "person head", "object"]
-
-
-def test_ground_truth_is_the_shared_fixation_density() -> None:
-    fixations, _, _ = hand_case()
-    ours = ground_truth_maps(fixations, 3.0)[:, 0]
-    assert ours.dtype == torch.float64 and ours.shape == (1, H, W)
-    assert torch.allclose(ours.float(), fixation_density(fixations, 3.0), atol=1e-6)
 
 
 def test_prediction_equal_to_gt_gives_od_zero() -> None:

@@ -148,7 +148,7 @@ def test_fixation_density_equals_torchvision_gaussian_blur() -> None:
     """The separable ground-truth blur gives torchvision's 2-D Gaussian blur (kernel +-3 sigma, reflected border)."""
     from torchvision.transforms.v2 import functional as TF
 
-    from saliency_probe.models.gt import fixation_density
+    from saliency_probe.maps import fixation_density
 
     torch.manual_seed(0)
     fixations = (torch.rand(2, 60, 80) > 0.99).float()

@@ -1,6 +1,6 @@
 """Fixation coordinates to pixels, and the map-style dataset every fixation reader shares.
 
-Conventions (DESIGN.md section 4): source coordinates are 1-based ``[x, y]`` pixels (MATLAB); they are rounded
+Conventions (docs/protocol.md): source coordinates are 1-based ``[x, y]`` pixels (MATLAB); they are rounded
 half away from zero (MATLAB ``round``), made 0-based and clipped to the image, and the clipped points are
 counted. A fixation map holds the set of **unique** fixated pixels (the MIT benchmark's binary map), so two
 fixations on one pixel count once.
@@ -16,14 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from saliency_probe.data.images import load_rgb, to_model_input
+from saliency_probe.maps import fixation_map
+from saliency_probe.matlab import matlab_round
 
 ON_ERROR_CHOICES = ("raise", "skip")
-
-
-def matlab_round(values: np.ndarray) -> np.ndarray:
-    """Round half away from zero, as MATLAB's ``round`` (numpy's ``round`` goes half to even)."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.sign(values) * np.floor(np.abs(values) + 0.5)
 
 
 def fixation_pixels(
@@ -53,9 +49,7 @@ def rasterise_fixations(
 ) -> tuple[np.ndarray, int]:
     """Binary ``(height, width)`` map of the unique fixated pixels and the number of clipped points."""
     pixels, n_clipped = fixation_pixels(points_xy, height, width, one_based=one_based)
-    fixation_map = np.zeros((height, width), dtype=bool)
-    fixation_map[pixels[:, 1], pixels[:, 0]] = True
-    return fixation_map, n_clipped
+    return fixation_map(pixels, height, width), n_clipped
 
 
 def flat_indices(fixation_map: np.ndarray) -> np.ndarray:

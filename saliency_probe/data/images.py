@@ -10,7 +10,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
-from saliency_probe.models.backbone import IMAGENET_MEAN, IMAGENET_STD
+#: ImageNet channel statistics of torchvision's pretrained weights (the model input normalisation).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Errors PIL raises for unreadable, truncated or corrupt image files.
 _IMAGE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)

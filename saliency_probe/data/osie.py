@@ -23,6 +23,7 @@ from saliency_probe.data.fixations import (
     flat_indices,
 )
 from saliency_probe.data.images import check_image, read_image_size
+from saliency_probe.maps import fixation_map
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +147,11 @@ class OsieDataset(FixationDataset):
                 raise ValueError(f"{source}: image {image_path.name}, subject {number + 1}: {error}") from error
             self.report.n_clipped += n_clipped
             pixels.append(observer_pixels)
-        fixation_map = np.zeros((height, width), dtype=bool)
-        for observer_pixels in pixels:
-            fixation_map[observer_pixels[:, 1], observer_pixels[:, 0]] = True
-        if not fixation_map.any():
+        fixated = fixation_map(np.concatenate([np.zeros((0, 2), np.int64), *pixels]), height, width)
+        if not fixated.any():
             self.report.without_fixations.append(image_path.stem)
             return
-        self.records.append(FixationRecord(image_path.stem, image_path, height, width, flat_indices(fixation_map)))
+        self.records.append(FixationRecord(image_path.stem, image_path, height, width, flat_indices(fixated)))
         self._observers.append(pixels)
 
     def observers(self, index: int) -> list[np.ndarray]:

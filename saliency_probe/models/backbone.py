@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,11 +39,14 @@ LAYER_CHANNELS: dict[str, int] = {
     name: {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[int(name[4])] for name in CONV_LAYER_NAMES
 }
 VALID_FINETUNE_LAYERS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5", "6", "all")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"
 #: features index of the ReLU after conv5_3: the trunk is ``features[:TRUNK_END]``.
 TRUNK_END = VGG16_CONV_LAYERS["conv5_3"] + 2
+
+
+def is_random_weights(weights: Any) -> bool:
+    """True for the spellings of "no pretrained weights" (``null``, ``none``, ``random``)."""
+    return weights is None or str(weights).strip().lower() in {"", "none", "null", "random"}
 
 
 def relu_node_name(layer: str) -> str:
@@ -114,7 +118,7 @@ def _is_file_spec(weights: str) -> bool:
 
 def check_weights_available(weights: str | None) -> None:
     """Fail at once (before any data work) when ``backbone.weights`` names a file or cache entry that is absent."""
-    if weights is None or str(weights).lower() in {"none", "null", "random", ""}:
+    if is_random_weights(weights):
         return
     if _is_file_spec(str(weights)):
         path = Path(os.path.expanduser(str(weights)))
@@ -168,7 +172,7 @@ def load_vgg16_state_dict(weights: str) -> dict[str, torch.Tensor]:
 def build_trunk(weights: str | None = None) -> VGGTrunk:
     """The trunk with random initialisation (``weights=None``) or with VGG-16 weights loaded (see above)."""
     trunk = VGGTrunk()
-    if weights is None or str(weights).lower() in {"none", "null", "random", ""}:
+    if is_random_weights(weights):
         return trunk
     state = load_vgg16_state_dict(str(weights))
     features = {

@@ -8,11 +8,11 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from saliency_probe.maps import fixation_density
 from saliency_probe.metrics import CC, NSS
 from saliency_probe.metrics.functional import nss
 from saliency_probe.models.backbone import LAYER_CHANNELS, build_trunk
 from saliency_probe.models.checkpoint import CheckpointMetadataMixin
-from saliency_probe.models.gt import fixation_density
 from saliency_probe.models.optim import configure_from_config
 
 

@@ -7,7 +7,7 @@
   same image blurred with ``gt_sigma``, scored on that observer's fixations; the scores are averaged over the
   observers (the authors' ``computeInterSubjectAUC.m`` does this for AUC with sigma 24 on OSIE).
 
-The Gaussian blur is the ground-truth blur of :func:`saliency_probe.models.gt.fixation_density` (the same
+The Gaussian blur is the ground-truth blur of :func:`saliency_probe.maps.fixation_density` (the same
 kernel, truncation and reflected border) computed separably: two 1-D passes with OpenCV (about 100x faster
 than the 2-D convolution on an 800x600 map), or for a sparse fixation map one product of the 1-D blur matrices
 (another 5-10x); the tests check that every path gives the same map.
@@ -15,63 +15,15 @@ than the 2-D convolution on an 800x600 map), or for a sparse fixation map one pr
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
-import cv2
 import numpy as np
-import torch
 
 from saliency_probe.data.fixations import FixationDataset
+from saliency_probe.maps import blur, fixation_map
 
 Size = tuple[int, int]
-
-
-def gaussian_kernel_1d(size: int, sigma: float) -> np.ndarray:
-    """torchvision's normalised Gaussian kernel of ``size`` taps (``linspace(-r, r, size)``), in float64."""
-    half = (size - 1) * 0.5
-    x = np.linspace(-half, half, size)
-    pdf = np.exp(-0.5 * (x / sigma) ** 2)
-    return pdf / pdf.sum()
-
-
-def _kernel_size(sigma: float, extent: int) -> int:
-    """``fixation_density``'s kernel size: +-3 sigma, limited to the map so the reflected border is defined."""
-    size = 2 * int(round(3 * sigma)) + 1
-    return min(size, 2 * ((extent - 1) // 2) + 1)
-
-
-@functools.lru_cache(maxsize=8)
-def blur_matrix(size: int, sigma: float) -> np.ndarray:
-    """The ``(size, size)`` matrix of the 1-D blur (reflected border): column ``j`` is the blurred impulse at ``j``."""
-    kernel = gaussian_kernel_1d(_kernel_size(sigma, size), sigma)
-    matrix = cv2.sepFilter2D(np.eye(size), cv2.CV_64F, np.ones(1), kernel, borderType=cv2.BORDER_REFLECT_101)
-    matrix.flags.writeable = False
-    return matrix
-
-
-def blur(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of an ``(H, W)`` map with ``sigma`` pixels, as ``fixation_density`` does, in float64.
-
-    A map with few nonzero pixels (a fixation map) is blurred as ``K_h[:, rows] diag(v) K_w[:, cols]^T``, a
-    sum of separable Gaussians (one matrix product, in torch); a dense one by two 1-D convolutions.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"blur: expected an (H, W) map, got shape {values.shape}")
-    if sigma <= 0:
-        return values.copy()
-    height, width = values.shape
-    size_x, size_y = _kernel_size(sigma, width), _kernel_size(sigma, height)
-    rows, cols = np.nonzero(values)
-    if rows.size < size_x + size_y:
-        left = blur_matrix(height, float(sigma))[:, rows] * values[rows, cols]
-        right = blur_matrix(width, float(sigma))[:, cols].T
-        # torch's product follows torch.set_num_threads (1 in benchmark workers); numpy's BLAS pool would not
-        return (torch.from_numpy(left) @ torch.from_numpy(np.ascontiguousarray(right))).numpy()
-    kernel_x, kernel_y = gaussian_kernel_1d(size_x, sigma), gaussian_kernel_1d(size_y, sigma)
-    return cv2.sepFilter2D(values, cv2.CV_64F, kernel_x, kernel_y, borderType=cv2.BORDER_REFLECT_101)
 
 
 def scale_pixels(flat: np.ndarray, source: Size, target: Size) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +64,8 @@ class FixationTable:
     def own(self, index: int) -> np.ndarray:
         """Image ``index``'s binary fixation map as float64 counts (0 or 1)."""
         height, width = self.sizes[index]
-        counts = np.zeros(height * width, dtype=np.float64)
-        counts[self.fixated[index]] = 1.0
-        return counts.reshape(height, width)
+        rows, cols = np.divmod(self.fixated[index], width)
+        return fixation_map(np.stack([cols, rows], axis=1), height, width).astype(np.float64)
 
     def total(self, size: Size) -> np.ndarray:
         """Sum over all images of their fixated pixels mapped to ``size`` (kept for the last few sizes)."""
@@ -148,13 +99,7 @@ def shuffled_negatives(table: FixationTable, index: int) -> np.ndarray:
 
 def observer_maps(observers: Sequence[np.ndarray], size: Size) -> list[np.ndarray]:
     """One boolean map of unique fixated pixels per observer (0-based int ``[x, y]`` pixels, inside ``size``)."""
-    maps = []
-    for pixels in observers:
-        fixation_map = np.zeros(size, dtype=bool)
-        pixels = np.asarray(pixels, dtype=np.int64).reshape(-1, 2)
-        fixation_map[pixels[:, 1], pixels[:, 0]] = True
-        maps.append(fixation_map)
-    return maps
+    return [fixation_map(pixels, *size) for pixels in observers]
 
 
 def inter_observer_maps(

@@ -8,7 +8,6 @@ replaced by random fixations of the same image) and a random-initialisation trun
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from saliency_probe.io_utils import write_text
+from saliency_probe.io_utils import safe_name, write_text
 from saliency_probe.metrics import functional as MF
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
 from saliency_probe.probe.module import RegionProbeModule
@@ -163,11 +162,6 @@ def inner_markdown(
             if subset:
                 section(layer, subset, "model", list(models))
     return "\n".join(lines).rstrip() + "\n"
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe version of a model name (``finetune.layers=1`` stays readable)."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "model"
 
 
 # ------------------------------------------------------------------------------------------------------------

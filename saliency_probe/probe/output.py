@@ -38,17 +38,17 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import stats
 from torch import Tensor, nn
 
-from saliency_probe.io_utils import write_json
+from saliency_probe.io_utils import safe_name, write_json, write_npz
+from saliency_probe.maps import blur
 from saliency_probe.metrics import RegionNSS
 from saliency_probe.metrics import functional as MF
 from saliency_probe.metrics._resize import accumulation_dtype, resize_bilinear
 from saliency_probe.models.backbone import LAYER_CHANNELS
 from saliency_probe.probe.activations import LayerActivations
-from saliency_probe.probe.baselines import blur
-from saliency_probe.probe.inner import dataset_of, safe_name
+from saliency_probe.probe.inner import dataset_of
 from saliency_probe.probe.regions import pad_regions
 from saliency_probe.probe.registry import register_analysis
-from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_npz, write_text
+from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def applies_to(cfg: Any, sources: Sequence[Any]) -> bool:
 
 def ground_truth_maps(fixations: Tensor, sigma: float) -> Tensor:
     """``(B, 1, H, W)`` float64 ground-truth maps: each binary fixation map blurred with ``sigma`` pixels
-    (separable Gaussian, +-3 sigma, reflected border: the values of :func:`saliency_probe.models.gt.fixation_density`)."""
+    (separable Gaussian, +-3 sigma, reflected border: the values of :func:`saliency_probe.maps.fixation_density`)."""
     maps = [blur((fixation != 0).cpu().numpy().astype(np.float64), sigma) for fixation in fixations]
     device = fixations.device
     return torch.from_numpy(np.stack(maps)).unsqueeze(1).to(device=device, dtype=accumulation_dtype(device))

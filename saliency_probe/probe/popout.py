@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from torchmetrics import SumMetric  # noqa: E402
 
 from saliency_probe.data.popout import PopoutDataset, collate_popout, ensure_popout  # noqa: E402
+from saliency_probe.io_utils import write_npz  # noqa: E402
 from saliency_probe.metrics import NMM  # noqa: E402
 from saliency_probe.metrics import functional as MF  # noqa: E402
 from saliency_probe.models.backbone import LAYER_CHANNELS  # noqa: E402
@@ -48,7 +49,7 @@ from saliency_probe.probe.model_specs import MapModel, resolve_model  # noqa: E4
 from saliency_probe.probe.popout_metrics import SCORE_NAMES, image_rng, score_map  # noqa: E402
 from saliency_probe.probe.registry import register_analysis  # noqa: E402
 from saliency_probe.report.figures import save_figure  # noqa: E402
-from saliency_probe.report.tables import markdown_table, pivot_markdown, write_csv, write_npz, write_text  # noqa: E402
+from saliency_probe.report.tables import markdown_table, pivot_markdown, write_csv, write_text  # noqa: E402
 
 log = logging.getLogger(__name__)
 

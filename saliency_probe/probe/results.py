@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from saliency_probe.report.tables import write_npz
+from saliency_probe.io_utils import write_npz
 
 
 @dataclass

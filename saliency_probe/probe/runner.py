@@ -27,8 +27,7 @@ from saliency_probe.probe.registry import get_analysis
 from saliency_probe.probe.sources import TrunkSource, resolve_sources
 from saliency_probe.report.report_md import write_report
 from saliency_probe.report.tables import log_wandb_table
-from saliency_probe.run_context import output_dir, print_config_tree, run_identity
-from saliency_probe.training import build_logger
+from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity
 
 log = logging.getLogger(__name__)
 

@@ -36,11 +36,12 @@ from scipy import stats
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from saliency_probe.io_utils import write_npz
 from saliency_probe.metrics import functional as MF
 from saliency_probe.models.checkpoint import LoadedCheckpoint
 from saliency_probe.models.scene import build_classifier_head
 from saliency_probe.probe.registry import register_analysis
-from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_npz, write_text
+from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_text
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from saliency_probe.models.backbone import VGGTrunk, build_trunk
+from saliency_probe.models.backbone import VGGTrunk, build_trunk, is_random_weights
 from saliency_probe.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,6 @@ def _as_list(value: Any) -> list[str]:
     if isinstance(value, (str, Path)):
         return [str(value)] if str(value).strip() else []
     return [str(item) for item in value if item is not None and str(item).strip()]
-
-
-def is_random_weights(weights: Any) -> bool:
-    """True for the spellings of "no pretrained weights" (``null``, ``none``, ``random``)."""
-    return weights is None or str(weights).strip().lower() in {"", "none", "null", "random"}
 
 
 def weights_name(weights: Any) -> str:

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from saliency_probe.io_utils import safe_name
+from saliency_probe.maps import blur
 from saliency_probe.metrics import functional as MF
 from saliency_probe.metrics._resize import resize_bilinear
 from saliency_probe.probe.activations import LayerActivations
-from saliency_probe.probe.baselines import blur
-from saliency_probe.probe.inner import dataset_of, safe_name
+from saliency_probe.probe.inner import dataset_of
 
 log = logging.getLogger(__name__)
 

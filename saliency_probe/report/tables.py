@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from saliency_probe.io_utils import atomic_path, write_text
+from saliency_probe.io_utils import write_text
 
 Row = Mapping[str, Any]
 
@@ -116,13 +116,6 @@ def pivot_markdown(
     row_labels, column_labels, cells = pivot(rows, row_key, column_key, value_key, row_order, column_order)
     body = [[r, *(format_number(cells.get((r, c)), digits) for c in column_labels)] for r in row_labels]
     return markdown_table([corner, *column_labels], body)
-
-
-def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Path:
-    """Save arrays with ``numpy.savez_compressed``, atomically (keys are the array names)."""
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.savez_compressed(handle, **{key: np.asarray(value) for key, value in arrays.items()})
-    return Path(path)
 
 
 def log_wandb_table(logger: Any, key: str, rows: Sequence[Row], columns: Sequence[str]) -> bool:
