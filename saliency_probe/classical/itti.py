@@ -1,7 +1,7 @@
 """Itti-Koch saliency as implemented in Harel's GBVS code (``ittikochmap.m`` -> ``gbvs.m`` with
 ``useIttiKochInsteadOfGBVS = 1``), not the classic 1998 iNVT program.
 
-Pipeline (feature machinery shared with :mod:`.gbvs`): channels ``CIO`` (colour: |B - min(R, G)| / I and
+Pipeline (feature maps shared with :mod:`.gbvs`, in :mod:`.features`): channels ``CIO`` (colour: |B - min(R, G)| / I and
 |R - G| / I, intensity I = max(R, G, B), Gabor orientation 0/45/90/135 deg) on the ``mySubsample`` pyramid;
 centre levels c = 2, 3 and surround s = c + 2 (the code's defaults; the 1998 paper uses c = 2, 3, 4 and
 s = c + 3, c + 4 on a Gaussian pyramid);
@@ -18,18 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saliency_probe.matlab import imresize, mat2gray, matlab_round
+
 from .base import SaliencyModel, register
-from .gbvs import (
-    _VALID_CHANNELS,
+from .features import (
     GABOR_ANGLES,
+    VALID_CHANNELS,
     blur_and_resize,
     check_min_size,
     feature_pyramid,
-    imresize,
-    mat2gray,
-    matlab_round,
     saliency_map_size,
 )
+
+__all__ = ["IttiKoch", "max_normalize_std"]
 
 
 def max_normalize_std(data: np.ndarray, top: float = 10.0) -> np.ndarray:
@@ -79,9 +80,9 @@ class IttiKoch(SaliencyModel):
         for field in ("center_levels", "delta_levels"):
             object.__setattr__(self, field, tuple(int(level) for level in getattr(self, field)))
         object.__setattr__(self, "gabor_angles", tuple(float(angle) for angle in self.gabor_angles))
-        if not self.channels or any(letter not in _VALID_CHANNELS for letter in self.channels):
+        if not self.channels or any(letter not in VALID_CHANNELS for letter in self.channels):
             raise ValueError(
-                f"Itti-Koch channels must be letters of {_VALID_CHANNELS!r}, got {self.channels!r}"
+                f"Itti-Koch channels must be letters of {VALID_CHANNELS!r}, got {self.channels!r}"
             )
         if not self.center_levels or min(self.center_levels) < 1 or not self.delta_levels:
             raise ValueError(f"Itti-Koch needs centre levels >= 1 and deltas, got {self.center_levels}")
@@ -93,7 +94,9 @@ class IttiKoch(SaliencyModel):
     def _saliency(self, image: np.ndarray) -> np.ndarray:
         check_min_size(image, "Itti-Koch")
         height, width = image.shape[:2]
-        map_shape = saliency_map_size(height, width, matlab_round(max(height, width) / self.map_size_divisor))
+        map_shape = saliency_map_size(
+            height, width, int(matlab_round(max(height, width) / self.map_size_divisor))
+        )
         levels = sorted(
             {c for c in self.center_levels} | {c + d for c in self.center_levels for d in self.delta_levels}
         )

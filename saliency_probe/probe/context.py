@@ -1,0 +1,138 @@
+"""What an analysis gets: the config, the run folder, the probed models, data modules, predict passes, logging."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from torch.utils.data import Dataset
+
+from saliency_probe.probe.options import read_options
+from saliency_probe.probe.passes import PassResult, ProbePass
+from saliency_probe.probe.progress import ImageProgressBar
+from saliency_probe.probe.sources import TrunkSource
+from saliency_probe.report import files
+from saliency_probe.report.tables import log_wandb_table
+
+Options = TypeVar("Options")
+
+
+@dataclass
+class AnalysisResult:
+    """What an analysis returns: its ``probe_summary.json`` entry, console lines, written files, and in-memory
+    results that later analyses may read (``context.results[name].data``)."""
+
+    summary: dict[str, Any]
+    lines: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProbeContext:
+    """The config, run folder, models and shared results of one ``probe.py`` run, and its predict passes."""
+
+    cfg: DictConfig
+    run_dir: Path
+    sources: list[TrunkSource]
+    logger: Logger | None = None
+    results: dict[str, AnalysisResult] = field(default_factory=dict)
+    _datamodules: dict[str, pl.LightningDataModule] = field(default_factory=dict)
+    _passes: int = 0
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.run_dir / files.TABLES_DIR
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.run_dir / files.FIGURES_DIR
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Hand-off files between processes (ddp_spawn); removed at the end of the run."""
+        return self.run_dir / ".probe_scratch"
+
+    @property
+    def is_global_zero(self) -> bool:
+        return rank_zero_only.rank == 0
+
+    def options(self, key: str, cls: type[Options]) -> Options:
+        """The config section ``key`` as its typed options (:mod:`saliency_probe.probe.options`)."""
+        return read_options(self.cfg, key, cls)
+
+    def datamodule(self, key: str = "data") -> pl.LightningDataModule:
+        """The data module of config group ``key`` (built once, set up for prediction)."""
+        if key not in self._datamodules:
+            datamodule = instantiate(self.cfg[key], _recursive_=False)
+            datamodule.prepare_data()
+            datamodule.setup("predict")
+            self._datamodules[key] = datamodule
+        return self._datamodules[key]
+
+    def dataset(self, datamodule: pl.LightningDataModule | None = None) -> Dataset:
+        """The predict data set of ``datamodule`` (default: the ``data`` group's)."""
+        datamodule = datamodule if datamodule is not None else self.datamodule()
+        for attribute in ("predict_dataset", "dataset"):
+            dataset = getattr(datamodule, attribute, None)
+            if dataset is not None:
+                return dataset
+        return datamodule.predict_dataloader().dataset
+
+    def trainer(self, description: str = "probe", **overrides: Any) -> pl.Trainer:
+        """A Trainer from the ``trainer`` group for one predict pass, with a progress bar over images."""
+        callbacks = [ImageProgressBar(description)] if self.cfg.get("progress_bar", True) else []
+        options: dict[str, Any] = {
+            "logger": False,
+            "callbacks": callbacks,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "enable_checkpointing": False,
+            "default_root_dir": str(self.run_dir),
+        }
+        options.update(overrides)
+        return instantiate(self.cfg.trainer, **options)
+
+    def predict(
+        self,
+        module: ProbePass,
+        description: str,
+        datamodule: pl.LightningDataModule | None = None,
+        dataloaders: Any = None,
+    ) -> PassResult:
+        """Run one predict pass of ``module`` over ``datamodule`` (default: the ``data`` group's) or
+        ``dataloaders``, and return its result, the same on every rank (gathered under DDP)."""
+        self._passes += 1
+        handoff = self.scratch_dir / f"pass_{self._passes}.npz"
+        module.handoff_path = handoff
+        trainer = self.trainer(description=description)
+        source = {"dataloaders": dataloaders} if dataloaders is not None else {
+            "datamodule": datamodule if datamodule is not None else self.datamodule()
+        }
+        with warnings.catch_warnings():  # predict_step returns None on purpose (nothing is kept per image)
+            warnings.filterwarnings("ignore", message=".*predict returned None.*")
+            trainer.predict(module, return_predictions=False, **source)
+        if module.result is not None:
+            return module.result
+        with np.load(handoff, allow_pickle=False) as arrays:  # ddp_spawn: the main process reads rank 0's
+            return {key: arrays[key] for key in arrays.files}
+
+    def log_table(self, key: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+        """Log a table to W&B (rank zero, W&B logger only)."""
+        if self.is_global_zero:
+            log_wandb_table(self.logger, key, list(rows), list(columns))
+
+    def log_image(self, key: str, path: Path, caption: str | None = None) -> None:
+        """Log a written figure to W&B (rank zero, W&B logger only)."""
+        if self.is_global_zero and isinstance(self.logger, WandbLogger):
+            extra = {"caption": [caption]} if caption else {}
+            self.logger.log_image(key=key, images=[str(path)], **extra)
