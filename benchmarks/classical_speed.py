@@ -1,4 +1,4 @@
-"""Seconds per 400-px image of each classical saliency model on ONE core, against DESIGN's targets.
+"""Seconds per 400-px image of each classical saliency model on ONE core vs. the targets in docs/classical.md.
 
 Usage: ``python benchmarks/classical_speed.py [--images 20] [--repeats 3] [--output docs/benchmarks_classical.md]``
 
@@ -35,7 +35,7 @@ from saliency_probe.classical import build_classical  # noqa: E402
 from saliency_probe.io_utils import write_text  # noqa: E402
 
 OSIE_STIMULI = REPO.parent / "shared" / "data" / "osie" / "data" / "stimuli"
-TARGETS_S = {"bms": 0.15, "gbvs": 1.0}  # DESIGN section 9
+TARGETS_S = {"bms": 0.15, "gbvs": 1.0}  # the speed targets of docs/classical.md
 MODELS = ("bms", "gbvs", "itti", "spectral_residual")
 MAX_SIDE = 400
 
@@ -153,7 +153,7 @@ def main() -> None:
         "# Classical saliency models: speed on one core\n\n"
         f"Measured by `python benchmarks/classical_speed.py --images {args.images} --repeats {args.repeats}` on "
         f"**{cpu}**, {pinning}, OpenCV and BLAS/OpenMP limited to one thread. Images: {source}. "
-        "Per image the fastest of the repeats after a warm-up call; targets from DESIGN section 9 "
+        "Per image the fastest of the repeats after a warm-up call; targets from docs/classical.md "
         "(BMS <= 0.15 s, GBVS <= 1 s per 400-px image on one core). CPU time is the process's own time on its "
         f"core; wall time also counts waiting for other processes (1-minute load average {load_before:.1f} before, "
         f"{load_after:.1f} after the run).\n\n"

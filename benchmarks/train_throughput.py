@@ -1,4 +1,4 @@
-"""Training and data-loading throughput against the targets of DESIGN section 9, measured side by side in one run.
+"""Training and data-loading throughput against the targets in docs/protocol.md ("Targets"), measured side by side in one run.
 
 1. Training: steps/s of ``SaliencyModule`` + ``FreezeLayers`` trained by a ``pytorch_lightning.Trainer`` (CPU,
    no logger, no checkpointing, no progress bar) versus a plain PyTorch loop over a copy of the same model, the

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from saliency_probe.classical import BMS, CLASSICAL_MODELS, GBVS, SaliencyModel, build_classical
+from saliency_probe import matlab
+from saliency_probe.classical import BMS, CLASSICAL_MODELS, GBVS, SaliencyModel, build_classical, features
 from saliency_probe.classical import gbvs as gbvs_module
 from saliency_probe.classical.bms import bms_feature_maps
 from saliency_probe.classical.itti import max_normalize_std
@@ -228,9 +229,9 @@ def test_pyramid_decimation_matches_the_c_loops(shape):
     image = np.random.default_rng(shape[0]).random(shape)
     rows_done = np.stack([_decimate_1d_like_the_c_code(row) for row in image])
     expected = np.stack([_decimate_1d_like_the_c_code(col) for col in rows_done.T]).T
-    np.testing.assert_allclose(gbvs_module.subsample(image), expected, rtol=1e-5)
+    np.testing.assert_allclose(features.subsample(image), expected, rtol=1e-5)
     small = np.random.default_rng(0).random((10, 40))
-    np.testing.assert_array_equal(gbvs_module.subsample(small), small)  # sides <= 10 are left alone
+    np.testing.assert_array_equal(features.subsample(small), small)  # sides <= 10 are left alone
 
 
 def test_matlab_bicubic_resize_reproduces_ramps_and_constants():
@@ -240,19 +241,28 @@ def test_matlab_bicubic_resize_reproduces_ramps_and_constants():
     ramp = np.tile(np.arange(1, 41, dtype=float), (3, 1))
     for out_len in (80, 20):
         scale = out_len / 40
-        resized = gbvs_module.imresize(ramp, (3, out_len))[0]
+        resized = matlab.imresize(ramp, (3, out_len))[0]
         centres = np.arange(1, out_len + 1) / scale + 0.5 * (1 - 1 / scale)
         interior = (centres > 2 + 2 / min(scale, 1)) & (centres < 39 - 2 / min(scale, 1))
         np.testing.assert_allclose(resized[interior], centres[interior], atol=1e-9)
     # antialiasing (MATLAB's default when shrinking) all but removes an alternating signal; plain bicubic
     # sampling at 1/3 would keep it at full amplitude 1
     alternating = np.where(np.arange(60) % 2 == 0, 1.0, -1.0)[None, :]
-    assert np.abs(gbvs_module.imresize(alternating, (1, 20))).max() < 0.2
+    assert np.abs(matlab.imresize(alternating, (1, 20))).max() < 0.2
     for out_len in (80, 20, 13):
-        np.testing.assert_allclose(gbvs_module.imresize(np.full((5, 40), 7.0), (9, out_len)), 7.0)
+        np.testing.assert_allclose(matlab.imresize(np.full((5, 40), 7.0), (9, out_len)), 7.0)
     # hand-computed 2x upsampling weights of the first output: -0.0234375, 0.2265625, 0.8671875, -0.0703125
     # on samples (mirrored) 2, 1, 1, 2 -> 0.90625
-    assert gbvs_module.imresize(np.array([[1.0, 2.0, 3.0, 4.0]]), (1, 8))[0, 0] == pytest.approx(0.90625)
+    assert matlab.imresize(np.array([[1.0, 2.0, 3.0, 4.0]]), (1, 8))[0, 0] == pytest.approx(0.90625)
+
+
+def test_map_sizes_and_kernel_widths_round_half_up_as_matlab():
+    # 132 * 32 / 256 = 16.5 cells: MATLAB's round goes half away from zero, to 17 (numpy's round gives 16)
+    assert features.saliency_map_size(132, 256, 32) == (17, 32)
+    assert features.saliency_map_size(256, 132, 32) == (32, 17)
+    assert len(features.gauss_kernel(1.25, 2.0)) == 2 * 3 + 1  # half-width round(2.5) = 3
+    for value in np.arange(0.0, 40.0, 0.25):  # the models' int(matlab_round(x)) = MATLAB round of x >= 0
+        assert int(matlab.matlab_round(value)) == math.floor(value + 0.5)
 
 
 def test_itti_local_maxima_normalisation_by_hand():
@@ -265,15 +275,13 @@ def test_itti_local_maxima_normalisation_by_hand():
 
 
 def test_gabor_filters_are_zero_mean_unit_norm_27_taps():
-    for angle in gbvs_module.GABOR_ANGLES:
+    for angle in features.GABOR_ANGLES:
         for phase in (0.0, 90.0):
-            kernel = gbvs_module.gabor_kernel(angle, phase)
+            kernel = features.gabor_kernel(angle, phase)
             assert kernel.shape == (27, 27)
             assert abs(kernel.sum()) < 1e-12 and (kernel**2).sum() == pytest.approx(1.0)
     # 90 degrees is the 0 degree filter turned by a quarter
-    np.testing.assert_allclose(
-        gbvs_module.gabor_kernel(90.0, 0.0), np.rot90(gbvs_module.gabor_kernel(0.0, 0.0))
-    )
+    np.testing.assert_allclose(features.gabor_kernel(90.0, 0.0), np.rot90(features.gabor_kernel(0.0, 0.0)))
 
 
 def test_gbvs_prefers_the_odd_one_out_orientation():

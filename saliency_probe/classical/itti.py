@@ -1,15 +1,16 @@
 """Itti-Koch saliency as implemented in Harel's GBVS code (``ittikochmap.m`` -> ``gbvs.m`` with
 ``useIttiKochInsteadOfGBVS = 1``), not the classic 1998 iNVT program.
 
-Pipeline (feature maps shared with :mod:`.gbvs`, in :mod:`.features`): channels ``CIO`` (colour: |B - min(R, G)| / I and
-|R - G| / I, intensity I = max(R, G, B), Gabor orientation 0/45/90/135 deg) on the ``mySubsample`` pyramid;
-centre levels c = 2, 3 and surround s = c + 2 (the code's defaults; the 1998 paper uses c = 2, 3, 4 and
-s = c + 3, c + 4 on a Gaussian pyramid);
+Pipeline (feature maps shared with :mod:`.gbvs`, in :mod:`.features`): channels ``CIO`` (colour:
+|B - min(R, G)| / I and |R - G| / I, intensity I = max(R, G, B), Gabor orientation 0/45/90/135 deg) on the
+``mySubsample`` pyramid; centre levels c = 2, 3 and surround s = c + 2 (the code's defaults; the 1998 paper
+uses c = 2, 3, 4 and s = c + 3, c + 4 on a Gaussian pyramid);
 each centre-surround map is the squared difference (centre - bicubically upsampled surround)^2, resized to the
 saliency-map size (longer side = image side / 8, as ``ittikochmap.m`` sets it), min-max scaled and normalised
 by Itti's local-maxima rule (``maxNormalizeStdGBVS``: scale to 0..10, multiply by (10 - mean of the 4-neighbour
 local maxima >= 1)^2); the maps of a channel are summed and the sum normalised again by the same rule; the
 channels are summed; borders tapered over 4 cells, blur with std 0.03 * map size, bicubic resize back.
+docs/classical.md describes the model and its parameters.
 """
 
 from __future__ import annotations

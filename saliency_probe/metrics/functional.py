@@ -117,7 +117,7 @@ def nss(saliency_map: Tensor, fixation_map: Tensor) -> Tensor:
 
 
 class FixatedRegions(NamedTuple):
-    """Regions given by the fixated pixels they hold: the fast input form of region NSS (DESIGN section 4).
+    """Regions given by the fixated pixels they hold: the fast input form of region NSS (docs/protocol.md, "Exact small-map algebra").
 
     A region enters Eq. 1 only through its fixated pixels, so the batch's unique fixated pixels and, for each,
     the region slots that hold it say everything the ``(B, R, H, W)`` masks say, in a few kilobytes. Build one

@@ -8,26 +8,28 @@ replaced by random fixations of the same image) and a random-initialisation trun
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
 from saliency_probe.io_utils import safe_name, write_text
 from saliency_probe.metrics import functional as MF
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
+from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.module import RegionProbeModule
-from saliency_probe.probe.registry import register_analysis
-from saliency_probe.probe.results import LayerResult, load_results, save_results
-from saliency_probe.report.figures import UnitPanel, improvement_bars, save_figure, unit_panels
-from saliency_probe.report.tables import pivot_markdown, write_csv
-
-CSV_NAME = "inner_representation.csv"
-MARKDOWN_NAME = "inner_representation.md"
+from saliency_probe.probe.options import ControlsOptions, FiguresOptions
+from saliency_probe.probe.popout import data_is_popout
+from saliency_probe.probe.registry import Analysis, register_analysis
+from saliency_probe.probe.results import LayerResult, results_from_arrays, save_results
+from saliency_probe.probe.sources import TrunkSource
+from saliency_probe.report import files
+from saliency_probe.report.figures import save_figure
+from saliency_probe.report.inner import UnitPanel, improvement_figure, inner_markdown, unit_panels
+from saliency_probe.report.tables import write_csv
 
 
 def columns(top_k: int = 10) -> list[str]:
@@ -90,89 +92,9 @@ def inner_rows(
     return rows
 
 
-def inner_markdown(
-    rows: Sequence[dict[str, Any]],
-    models: Sequence[str],
-    layers: Sequence[str],
-    categories: Sequence[str],
-    top_k: int,
-    threshold: float,
-    controls: Sequence[str] = (),
-    header: str = "",
-) -> str:
-    """The paper's layout: a block per statistic, categories as columns; layers as rows when one model is
-    probed (Table 2; controls follow in blocks of their own), else one section per layer with models as rows
-    (Tables 3 and 7). Layers are listed deepest first, as in the paper."""
-    stat = f"top{top_k}_mean_nss"
-    blocks = [
-        (stat, f"mean NSS for top {top_k} activation maps", 2),
-        ("n_above_threshold", f"# activation maps above threshold (T = {threshold:g})", 0),
-        (f"shuffled_{stat}", f"shuffled-region baseline: mean NSS for top {top_k} activation maps", 2),
-        (
-            "shuffled_n_above_threshold",
-            f"shuffled-region baseline: # activation maps above T = {threshold:g}",
-            0,
-        ),
-    ]
-    has_shuffled = any(row[f"shuffled_{stat}"] == row[f"shuffled_{stat}"] for row in rows)  # any non-NaN
-    if not has_shuffled:
-        blocks = blocks[:2]
-    deepest_first = list(reversed(list(layers)))
-    lines = ["# Inner representation (Eq. 1, Section 4.3)", ""]
-    if header:
-        lines += [header, ""]
-    primary = [m for m in models if m not in controls]
-
-    def section(title: str, subset: list[dict[str, Any]], row_key: str, row_order: Sequence[str]) -> None:
-        lines.extend([f"## {title}", ""])
-        for key, caption, digits in blocks:
-            lines.extend([f"**{caption}**", ""])
-            lines.append(
-                pivot_markdown(
-                    subset,
-                    row_key,
-                    "category",
-                    key,
-                    corner=row_key,
-                    digits=digits,
-                    row_order=row_order,
-                    column_order=categories,
-                )
-            )
-            lines.append("")
-        lines.extend(["**regions per category (with fixations)**", ""])
-        first_label = next(label for label in row_order if any(r[row_key] == label for r in subset))
-        first = [r for r in subset if r[row_key] == first_label]  # region counts do not depend on the row
-        lines.append(
-            pivot_markdown(
-                first, lambda _: "regions", "category", "n_regions", corner="", column_order=categories
-            )
-        )
-        lines.append("")
-
-    if len(primary) <= 1:
-        for model in [*primary, *controls]:
-            subset = [row for row in rows if row["model"] == model]
-            if subset:
-                suffix = " (control: random initialisation)" if model in controls else ""
-                section(f"{model}{suffix}", subset, "layer", deepest_first)
-    else:
-        for layer in deepest_first:
-            subset = [row for row in rows if row["layer"] == layer]
-            if subset:
-                section(layer, subset, "model", list(models))
-    return "\n".join(lines).rstrip() + "\n"
-
-
 # ------------------------------------------------------------------------------------------------------------
 # figures
 # ------------------------------------------------------------------------------------------------------------
-
-
-def dataset_of(datamodule: Any) -> Any:
-    """The predict data set of a data module (``predict_dataset`` or the predict loader's)."""
-    dataset = getattr(datamodule, "predict_dataset", None)
-    return dataset if dataset is not None else datamodule.predict_dataloader().dataset
 
 
 @torch.no_grad()
@@ -245,32 +167,6 @@ def best_unit_panels(
     return panels
 
 
-def improvement_figure(
-    rows: Sequence[dict[str, Any]],
-    models: Sequence[str],
-    layer: str,
-    categories: Sequence[str],
-    top_k: int,
-    path: Path,
-) -> Path | None:
-    """Fig. 4: top-k mean NSS of each model minus the first model's, per category, at ``layer``."""
-    stat = f"top{top_k}_mean_nss"
-    table = {(r["model"], r["category"]): r[stat] for r in rows if r["layer"] == layer}
-    reference, others = models[0], list(models[1:])
-    if not others:
-        return None
-    present = [c for c in categories if (reference, c) in table]
-    improvements = {m: [table.get((m, c), np.nan) - table[(reference, c)] for c in present] for m in others}
-    figure = improvement_bars(
-        present,
-        improvements,
-        reference,
-        ylabel=f"top-{top_k} mean NSS change",
-        title=f"{layer}: top-{top_k} mean NSS change against {reference}",
-    )
-    return save_figure(figure, path)
-
-
 # ------------------------------------------------------------------------------------------------------------
 # the analysis
 # ------------------------------------------------------------------------------------------------------------
@@ -309,56 +205,57 @@ def excluded_text(per_model: dict[str, dict[str, LayerResult]]) -> str:
     )
 
 
-@register_analysis("inner")
-def run_inner(context: Any) -> dict[str, Any]:
+@register_analysis
+class InnerAnalysis(Analysis):
+    """Eq. 1 for every unit of the probed layers of every probed model; Section 4.3's statistics."""
+
+    name = "inner"
+
+    def applies_to(self, cfg: DictConfig, sources: Sequence[TrunkSource]) -> bool:
+        """The inner analysis needs categorised regions, which pop-out arrays do not have."""
+        return not data_is_popout(cfg)
+
+    def run(self, context: ProbeContext) -> AnalysisResult:
+        return run_inner(context)
+
+
+def run_inner(context: ProbeContext) -> AnalysisResult:
     """Probe every model of ``context.sources``; write tables, per-unit arrays and figures."""
     cfg = context.cfg
     layers = ordered_layers(list(cfg.layers))
     top_k, threshold = int(cfg.top_k), float(cfg.threshold)
     datamodule = context.datamodule()
-    dataset = dataset_of(datamodule)
+    dataset = context.dataset(datamodule)
     categories = list(getattr(dataset, "categories", None) or datamodule.categories)
-    figures_cfg = cfg.get("figures") or {}
-    figure_layers = (
-        ordered_layers(list(figures_cfg.get("layers") or layers)) if figures_cfg.get("enabled", True) else []
-    )
-    shuffled = bool(cfg.controls.shuffled_regions)
+    figures = context.options("figures", FiguresOptions)
+    figure_layers = ordered_layers(list(figures.layers or layers)) if figures.enabled else []
+    shuffled = context.options("controls", ControlsOptions).shuffled_regions
 
     all_rows: list[dict[str, Any]] = []
     per_model: dict[str, dict[str, LayerResult]] = {}
     written: list[str] = []
     for number, source in enumerate(context.sources):
         trunk = source.trunk()
-        scratch = context.scratch_dir / f"inner_{number}.npz"
-        module = RegionProbeModule(
-            trunk, layers, categories, shuffled_control=shuffled, seed=int(cfg.seed), result_path=scratch
-        )
-        trainer = context.trainer(description=f"inner {number + 1}/{len(context.sources)}: {source.name}")
-        with warnings.catch_warnings():  # predict_step returns None on purpose (nothing is kept per image)
-            warnings.filterwarnings("ignore", message=".*predict returned None.*")
-            trainer.predict(module, datamodule=datamodule, return_predictions=False)
-        results = module.results if module.results is not None else load_results(scratch)[0]
+        module = RegionProbeModule(trunk, layers, categories, shuffled_control=shuffled, seed=int(cfg.seed))
+        arrays = context.predict(module, f"inner {number + 1}/{len(context.sources)}: {source.name}", datamodule)
+        results = results_from_arrays(arrays)[0]
         per_model[source.name] = results
         all_rows.extend(
             inner_rows(source.name, results, categories, top_k, threshold, control=source.control)
         )
         if context.is_global_zero:
-            path = save_results(
-                context.tables_dir / f"inner_units_{safe_name(source.name)}.npz", results, categories
-            )
+            model = safe_name(source.name)
+            path = save_results(context.tables_dir / files.inner_units_npz(model), results, categories)
             written.append(str(path))
             trunk = trunk.to(module.device).eval()
             means = {layer: results[layer].unit_means for layer in figure_layers}
-            search = int(figures_cfg.get("search_images", 32))
-            for layer, panels in best_unit_panels(trunk, dataset, means, categories, search).items():
+            for layer, panels in best_unit_panels(trunk, dataset, means, categories, figures.search_images).items():
                 if panels:
                     figure = unit_panels(panels, f"{source.name} · {layer}: best unit per category")
-                    png = save_figure(
-                        figure, context.figures_dir / f"inner_units_{safe_name(source.name)}_{layer}.png"
-                    )
+                    png = save_figure(figure, context.figures_dir / files.inner_units_png(model, layer))
                     written.append(str(png))
                     context.log_image(f"inner/units/{source.name}/{layer}", png)
-        del trunk, module, trainer
+        del trunk, module
 
     models = [s.name for s in context.sources]
     controls = [s.name for s in context.sources if s.control]
@@ -369,48 +266,29 @@ def run_inner(context: Any) -> dict[str, Any]:
             "shuffled-region baseline: each region's fixations replaced by as many random fixations of the "
             "same image."
         )
-        written.append(str(write_csv(context.tables_dir / CSV_NAME, all_rows, column_names)))
+        written.append(str(write_csv(context.tables_dir / files.INNER_CSV, all_rows, column_names)))
         text = inner_markdown(all_rows, models, layers, categories, top_k, threshold, controls, header)
-        written.append(str(write_text(context.tables_dir / MARKDOWN_NAME, text)))
+        written.append(str(write_text(context.tables_dir / files.INNER_MD, text)))
         context.log_table("inner/representation", all_rows, column_names)
         primary = [m for m in models if m not in controls]
-        if figures_cfg.get("enabled", True) and len(primary) > 1:
-            layer = str(figures_cfg.get("improvement_layer") or layers[-1])
-            png = improvement_figure(
-                all_rows,
-                primary,
-                layer,
-                categories,
-                top_k,
-                context.figures_dir / f"inner_improvement_{layer}.png",
-            )
-            if png is not None:
+        if figures.enabled and len(primary) > 1:
+            layer = str(figures.improvement_layer or layers[-1])
+            figure = improvement_figure(all_rows, primary, layer, categories, top_k)
+            if figure is not None:
+                png = save_figure(figure, context.figures_dir / files.inner_improvement_png(layer))
                 written.append(str(png))
                 context.log_image(f"inner/improvement/{layer}", png)
-    summary_layer = layers[-1]
-    lines = summary_lines(all_rows, models, summary_layer, categories, top_k)
+    lines = summary_lines(all_rows, models, layers[-1], categories, top_k)
     lines.append(f"{len(dataset)} images; {excluded_text(per_model)}")
-    return {
-        "rows": all_rows,
-        "unit_results": per_model,
-        "categories": categories,
-        "files": written,
-        "lines": lines,
-        "summary": {
+    return AnalysisResult(
+        summary={
             "layers": layers,
             "top_k": top_k,
             "threshold": threshold,
             "images": len(dataset),
-            "csv": str(context.tables_dir / CSV_NAME),
+            "csv": str(context.tables_dir / files.INNER_CSV),
         },
-    }
-
-
-def applies_to(cfg: Any, sources: Any) -> bool:
-    """For ``analyses: auto``: the inner analysis needs categorised regions, which pop-out arrays do not have."""
-    from saliency_probe.probe.popout import data_is_popout
-
-    return not data_is_popout(cfg)
-
-
-run_inner.applies_to = applies_to  # type: ignore[attr-defined]
+        lines=lines,
+        files=written,
+        data={"rows": all_rows, "unit_results": per_model, "categories": categories},
+    )

@@ -3,35 +3,27 @@
 in the same update as extra category columns), and nothing is kept per image.
 
 Prediction (not validation/test) because Lightning's predict loop shards the data across DDP ranks without
-padding, so no image is counted twice; the metric states are sums, reduced by sum at the end (DESIGN section 8).
-Under ``ddp_spawn`` the workers' results do not reach the main process, so rank zero also writes them to
-``result_path``.
+padding, so no image is counted twice; the metric states are sums, reduced by sum at the end (docs/protocol.md,
+"DDP"). Run it with :meth:`saliency_probe.probe.context.ProbeContext.predict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
+import numpy as np
 import torch
 from torch import nn
 
 from saliency_probe.metrics import RegionNSS
 from saliency_probe.models.backbone import LAYER_CHANNELS, LAYER_STRIDE
 from saliency_probe.probe.activations import LayerActivations
-from saliency_probe.probe.regions import pad_regions, probe_region_points
-from saliency_probe.probe.results import LayerResult, load_results, save_results
+from saliency_probe.probe.passes import ProbePass
+from saliency_probe.probe.regions import probe_region_points
+from saliency_probe.probe.results import LayerResult, results_to_arrays
 
-__all__ = [
-    "RegionProbeModule",
-    "resolution_groups",
-    "LayerResult",
-    "load_results",
-    "save_results",
-    "pad_regions",
-]
+__all__ = ["RegionProbeModule", "resolution_groups"]
 
 
 def resolution_groups(layers: Sequence[str]) -> dict[str, list[str]]:
@@ -46,13 +38,13 @@ def resolution_groups(layers: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
-class RegionProbeModule(pl.LightningModule):
+class RegionProbeModule(ProbePass):
     """Eq. 1 for every unit of ``layers`` of ``trunk``, accumulated per category over the predict data.
 
     Batches are :func:`saliency_probe.data.osie_sr.collate_regions` dicts: ``image``, ``fixations`` (B, H, W),
     ``region_masks`` (list of (R_b, H, W)), ``region_categories`` (list of lists of names), ``stem``.
-    After ``trainer.predict`` (``return_predictions=False``), ``results`` holds a :class:`LayerResult` per
-    layer (identical on every rank).
+    The pass's result is :func:`~saliency_probe.probe.results.results_to_arrays` of a :class:`LayerResult`
+    per layer (identical on every rank); ``results`` holds the :class:`LayerResult` objects.
     """
 
     def __init__(
@@ -62,7 +54,6 @@ class RegionProbeModule(pl.LightningModule):
         categories: Sequence[str],
         shuffled_control: bool = True,
         seed: int = 0,
-        result_path: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.activations = LayerActivations(trunk, layers)
@@ -71,7 +62,6 @@ class RegionProbeModule(pl.LightningModule):
         self.categories = list(categories)
         self.shuffled_control = bool(shuffled_control)
         self.seed = int(seed)
-        self.result_path = Path(result_path) if result_path is not None else None
         # the control's regions are counted under "shuffled: <category>" columns of the same metric
         columns = self.categories + (
             [f"shuffled: {name}" for name in self.categories] if shuffled_control else []
@@ -84,12 +74,6 @@ class RegionProbeModule(pl.LightningModule):
         )
         self.results: dict[str, LayerResult] | None = None
         self.eval()
-
-    def on_predict_start(self) -> None:
-        # ddp_spawn on CPU shares the states' memory between ranks until they are re-created: reset here.
-        for metric in self.region_nss.values():
-            metric.reset()
-        self.results = None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         features = self.activations(batch["image"])
@@ -112,7 +96,7 @@ class RegionProbeModule(pl.LightningModule):
             self.region_nss[group].update(maps, fixations, regions, index)
         return None
 
-    def on_predict_epoch_end(self) -> None:
+    def compute_result(self) -> dict[str, np.ndarray]:
         k = len(self.categories)
         results = {}
         for group, members in self.groups.items():
@@ -135,5 +119,4 @@ class RegionProbeModule(pl.LightningModule):
                     shuffled_means=means[units, k:] if self.shuffled_control else None,
                 )
         self.results = {layer: results[layer] for layer in self.layers}
-        if self.result_path is not None and self.trainer.is_global_zero:
-            save_results(self.result_path, self.results, self.categories)
+        return results_to_arrays(self.results, self.categories)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,28 +35,39 @@ class LayerResult:
         return out
 
 
-def save_results(path: str | Path, results: dict[str, LayerResult], categories: Sequence[str]) -> Path:
-    """Write layer results to one ``.npz`` (keys ``<layer>.<array>``, plus ``layers`` and ``categories``)."""
+def results_to_arrays(results: dict[str, LayerResult], categories: Sequence[str]) -> dict[str, np.ndarray]:
+    """Layer results as flat arrays: keys ``<layer>.<array>``, plus ``layers`` and ``categories``."""
     arrays: dict[str, Any] = {"layers": np.array(list(results)), "categories": np.array(list(categories))}
     for layer, result in results.items():
         arrays.update(result.arrays(f"{layer}."))
-    return write_npz(path, arrays)
+    return arrays
+
+
+def results_from_arrays(data: Mapping[str, np.ndarray]) -> tuple[dict[str, LayerResult], list[str]]:
+    """Read what :func:`results_to_arrays` made (a dict or an opened ``.npz``)."""
+    keys = set(data.keys())
+    categories = [str(name) for name in data["categories"]]
+    results = {}
+    for layer in (str(name) for name in data["layers"]):
+        excluded = data[f"{layer}.excluded"]
+        shuffled_key = f"{layer}.shuffled_unit_means"
+        results[layer] = LayerResult(
+            unit_means=np.asarray(data[f"{layer}.unit_means"]),
+            unit_std=np.asarray(data[f"{layer}.unit_std"]),
+            region_counts=np.asarray(data[f"{layer}.region_counts"]),
+            excluded_regions=int(excluded[0]),
+            excluded_images=int(excluded[1]),
+            shuffled_means=np.asarray(data[shuffled_key]) if shuffled_key in keys else None,
+        )
+    return results, categories
+
+
+def save_results(path: str | Path, results: dict[str, LayerResult], categories: Sequence[str]) -> Path:
+    """Write layer results to one ``.npz`` (:func:`results_to_arrays`)."""
+    return write_npz(path, results_to_arrays(results, categories))
 
 
 def load_results(path: str | Path) -> tuple[dict[str, LayerResult], list[str]]:
     """Read what :func:`save_results` wrote."""
     with np.load(path, allow_pickle=False) as data:
-        categories = [str(name) for name in data["categories"]]
-        results = {}
-        for layer in (str(name) for name in data["layers"]):
-            excluded = data[f"{layer}.excluded"]
-            shuffled_key = f"{layer}.shuffled_unit_means"
-            results[layer] = LayerResult(
-                unit_means=data[f"{layer}.unit_means"],
-                unit_std=data[f"{layer}.unit_std"],
-                region_counts=data[f"{layer}.region_counts"],
-                excluded_regions=int(excluded[0]),
-                excluded_images=int(excluded[1]),
-                shuffled_means=data[shuffled_key] if shuffled_key in data.files else None,
-            )
-    return results, categories
+        return results_from_arrays(data)

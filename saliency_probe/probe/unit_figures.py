@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,7 +32,13 @@ from saliency_probe.maps import blur
 from saliency_probe.metrics import functional as MF
 from saliency_probe.metrics._resize import resize_bilinear
 from saliency_probe.probe.activations import LayerActivations
-from saliency_probe.probe.inner import dataset_of
+from saliency_probe.probe.context import ProbeContext
+from saliency_probe.probe.options import FiguresOptions
+from saliency_probe.report.figures import save_figure
+from saliency_probe.report.units import map_row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -156,37 +162,6 @@ def category_nss(maps: Sequence[torch.Tensor], example: Example, category: str) 
     return out
 
 
-def _normalise(values: np.ndarray) -> np.ndarray:
-    low, high = float(np.min(values)), float(np.max(values))
-    return np.zeros_like(values, dtype=np.float64) if high <= low else (values - low) / (high - low)
-
-
-def map_row(image: np.ndarray, fixations: np.ndarray, region_mask: np.ndarray,
-            panels: Sequence[tuple[str, np.ndarray | None, bool]], title: str) -> Any:
-    """One row: each panel shows ``image`` with a map overlaid (``overlay`` True), the map alone, or the image
-    with the category's regions outlined and the fixations (map None)."""
-    from saliency_probe.report.figures import plt
-
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
-    for axis, (label, values, overlay) in zip(axes[0], panels, strict=True):
-        axis.axis("off")
-        axis.set_title(label, fontsize=8)
-        if values is None:
-            axis.imshow(image)
-            if region_mask.any():
-                axis.contour(region_mask.astype(float), levels=[0.5], colors="white", linewidths=1.2)
-            ys, xs = np.nonzero(fixations)
-            axis.scatter(xs, ys, s=3, c="red")
-        elif overlay:
-            axis.imshow(image)
-            axis.imshow(_normalise(values), cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
-        else:
-            axis.imshow(values, cmap="jet")
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    return figure
-
-
 def _full(small: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return resize_bilinear(small[None], size)[0].numpy()
 
@@ -197,8 +172,9 @@ def _region_mask(item: dict[str, Any], category: str) -> np.ndarray:
     return masks[chosen].any(axis=0) if chosen else np.zeros(masks.shape[1:], dtype=bool)
 
 
-def _unit_means(context: Any, name: str) -> np.ndarray | None:
-    per_model = context.results.get("inner", {}).get("unit_results", {})
+def _unit_means(context: ProbeContext, name: str) -> np.ndarray | None:
+    inner = context.results.get("inner")
+    per_model = inner.data.get("unit_results", {}) if inner is not None else {}
     layer = per_model.get(name, {}).get(LAYER)
     return None if layer is None else np.asarray(layer.unit_means)
 
@@ -208,24 +184,22 @@ def _unit_means(context: Any, name: str) -> np.ndarray | None:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _save(context: Any, figure: Any, stem: str, caption: str, written: list[str]) -> None:
-    from saliency_probe.report.figures import save_figure
-
+def _save(context: ProbeContext, figure: Figure, stem: str, caption: str, written: list[str]) -> None:
     png = save_figure(figure, context.figures_dir / f"{stem}.png")
     written.append(str(png))
     context.log_image(f"units/{stem}", png, caption)
 
 
-def _ready(context: Any) -> tuple[list[str], Any] | None:
+def _ready(context: ProbeContext) -> tuple[list[str], Any] | None:
     """The inner analysis's categories and the probe data set, or None (with a log line) when absent."""
     inner = context.results.get("inner")
     if not inner or LAYER not in [str(layer) for layer in context.cfg.layers]:
         log.info("unit figures (Figs. 5, 6, 11) need the inner analysis with conv5_3 probed; skipped")
         return None
-    return list(inner["categories"]), dataset_of(context.datamodule())
+    return list(inner.data["categories"]), context.dataset()
 
 
-def fine_tuning_figures(context: Any) -> list[str]:
+def fine_tuning_figures(context: ProbeContext) -> list[str]:
     """Figs. 5 and 6 for every fine-tuned saliency checkpoint against the reference trunk; the written paths."""
     ready = _ready(context)
     reference = reference_source(context.sources)
@@ -236,7 +210,7 @@ def fine_tuning_figures(context: Any) -> list[str]:
     before = _unit_means(context, reference.name)
     if before is None:
         return []
-    count = int((context.cfg.get("figures") or {}).get("search_images", 32))
+    count = context.options("figures", FiguresOptions).search_images
     examples: dict[int, Example] = {}
     before_trunk = reference.trunk().eval()
     top_k = int(context.cfg.top_k)
@@ -279,14 +253,14 @@ def fine_tuning_figures(context: Any) -> list[str]:
     return written
 
 
-def task_figures(context: Any, gt_sigma: float) -> list[str]:
+def task_figures(context: ProbeContext, gt_sigma: float) -> list[str]:
     """Fig. 11 for every fine-tuned layer count that both tasks share; the written paths."""
     ready = _ready(context)
     triples = task_triples(context.sources)
     if ready is None or not triples:
         return []
     categories, dataset = ready
-    count = int((context.cfg.get("figures") or {}).get("search_images", 32))
+    count = context.options("figures", FiguresOptions).search_images
     written: list[str] = []
     for reference, scene, saliency in triples:
         means = [_unit_means(context, s.name) for s in (reference, scene, saliency)]
