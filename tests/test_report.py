@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from saliency_probe.report.report_md import REPORT_NAME, build_report, main, paper_row, paper_values
+from saliency_probe.report.files import REPORT
+from saliency_probe.report.report_md import build_report, main, paper_row, paper_values
 from saliency_probe.report.tables import write_csv
 
 PAPER = Path(__file__).resolve().parents[2] / "shared/paper/he2019_understanding_deep_saliency.txt"
@@ -125,7 +126,7 @@ def test_report_gathers_every_file_with_the_paper_beside_ours(tmp_path: Path) ->
     assert "Fig. 7: inner vs output saliency" in report
     assert paper_values()["citation"] in report
     path = main([str(run)])
-    assert path == run / REPORT_NAME and path.read_text() == report
+    assert path == run / REPORT and path.read_text() == report
     with pytest.raises(SystemExit, match="not a folder"):
         main([str(tmp_path / "missing")])
 

@@ -34,6 +34,7 @@ from saliency_probe.metrics._resize import resize_bilinear
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import ProbeContext
 from saliency_probe.probe.options import FiguresOptions
+from saliency_probe.report import files
 from saliency_probe.report.figures import save_figure
 from saliency_probe.report.units import map_row
 
@@ -222,8 +223,8 @@ def fine_tuning_figures(context: ProbeContext) -> list[str]:
         after_trunk = after_source.trunk().eval()
         unit, k, gain = largest_gain(before, after)
         unit6, k6 = least_gain_best_unit(before, after, top_k)
-        choices = [("fig5_unit_gain", unit, k, f"largest unit gain ({gain:+.2f})"),
-                   (f"fig6_unit_{safe_name(categories[k6])}", unit6, k6,
+        choices = [(files.FIG5_UNIT_GAIN, unit, k, f"largest unit gain ({gain:+.2f})"),
+                   (files.fig6_unit(safe_name(categories[k6])), unit6, k6,
                     f"best unit for the least-improved category {categories[k6]!r}")]
         for stem, unit, k, why in choices:
             if k not in examples:
@@ -284,5 +285,5 @@ def task_figures(context: ProbeContext, gt_sigma: float) -> list[str]:
         title = (f"{LAYER} unit {unit}, category {categories[k]}: mean NSS pt {means[0][unit, k]:.2f}, "
                  f"sr {means[1][unit, k]:.2f}, sp {means[2][unit, k]:.2f} (largest sp - sr: {difference:+.2f})")
         figure = map_row(dataset.load_image(index), fixations, _region_mask(item, categories[k]), panels, title)
-        _save(context, figure, f"fig11_tasks_layers{safe_name(_layers(saliency))}", title, written)
+        _save(context, figure, files.fig11_tasks(safe_name(_layers(saliency))), title, written)
     return written

@@ -40,6 +40,18 @@ def output_fig7_png(model: str) -> str:
     return f"output_fig7_{model}.png"
 
 
+# unit figures before/after fine-tuning and across tasks (Figs. 5, 6, 11): PNG stems
+FIG5_UNIT_GAIN = "fig5_unit_gain"
+
+
+def fig6_unit(category: str) -> str:
+    return f"fig6_unit_{category}"
+
+
+def fig11_tasks(layers: str) -> str:
+    return f"fig11_tasks_layers{layers}"
+
+
 # scene attention (Table 8)
 SCENE_CSV = "scene_attention.csv"
 SCENE_PER_IMAGE_CSV = "scene_attention_per_image.csv"
@@ -65,6 +77,6 @@ BENCHMARK_MD = "benchmark.md"
 BENCHMARK_FIGURE = "benchmark_examples.png"
 
 
-def table(name: str) -> str:
+def in_tables(name: str) -> str:
     """``tables/<name>`` relative to the run folder."""
     return f"{TABLES_DIR}/{name}"

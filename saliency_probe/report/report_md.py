@@ -19,48 +19,48 @@ from pathlib import Path
 from typing import Any
 
 from saliency_probe.io_utils import write_text
+from saliency_probe.report import files
+from saliency_probe.report.files import in_tables
 from saliency_probe.report.tables import format_number, markdown_table, read_csv
-
-REPORT_NAME = "report.md"
 
 #: (file pattern under the run folder, how it was computed). First match wins; unknown files are still listed.
 DESCRIPTIONS: list[tuple[str, str]] = [
-    ("tables/inner_representation.csv", "Eq. 1 region NSS of every unit, averaged per category over all regions; "
+    (in_tables(files.INNER_CSV), "Eq. 1 region NSS of every unit, averaged per category over all regions; "
      "per model, layer and category the top-k mean and the number of units above T (Tables 2, 3, 7), with the "
      "shuffled-region baseline."),
-    ("tables/inner_representation.md", "the same in the paper's layout."),
-    ("tables/inner_units_*.npz", "per model and layer the (units x categories) means, stds and region counts."),
-    ("tables/output_saliency.csv", "per saliency checkpoint and category: inner NSS (conv5_3 top-k mean), OS_c "
+    (in_tables(files.INNER_MD), "the same in the paper's layout."),
+    (in_tables(files.inner_units_npz("*")), "per model and layer the (units x categories) means, stds and region counts."),
+    (in_tables(files.OUTPUT_CSV), "per saliency checkpoint and category: inner NSS (conv5_3 top-k mean), OS_c "
      "(Eq. 2: mean NSS of the prediction over the category's regions), OD_c (Eq. 3: mean |NSS(pred) - NSS(GT)|)."),
-    ("tables/output_regions.csv", "every region's NSS of the prediction and of the ground truth (the values the "
+    (in_tables(files.OUTPUT_REGIONS_CSV), "every region's NSS of the prediction and of the ground truth (the values the "
      "ANOVA and Tukey tests use)."),
-    ("tables/output_saliency.md", "the output table with the tests per model."),
-    ("tables/statistics.json", "Spearman r_s(inner NSS, OS_c) across categories; one-way ANOVA and Tukey HSD "
+    (in_tables(files.OUTPUT_MD), "the output table with the tests per model."),
+    (in_tables(files.OUTPUT_STATISTICS), "Spearman r_s(inner NSS, OS_c) across categories; one-way ANOVA and Tukey HSD "
      "across categories on per-region OD (and OS); per model, the primary model at the top level."),
-    ("tables/scene_attention.csv", "Table 8: NSS of the scene network's mean conv5_3 map on held-out images, split "
+    (in_tables(files.SCENE_CSV), "Table 8: NSS of the scene network's mean conv5_3 map on held-out images, split "
      "by correct / wrong scene prediction, with a percentile-bootstrap interval of the mean."),
-    ("tables/scene_attention_per_image.csv", "every held-out image's label, prediction and attention NSS."),
-    ("tables/scene_attention.md", "Table 8 with the Mann-Whitney test between the groups."),
-    ("tables/popout_models.*", "Table 4: model outputs on the pop-out arrays (NMM, distractor NMM, target rank, "
+    (in_tables(files.SCENE_PER_IMAGE_CSV), "every held-out image's label, prediction and attention NSS."),
+    (in_tables(files.SCENE_MD), "Table 8 with the Mann-Whitney test between the groups."),
+    (in_tables(files.POPOUT_MODELS + ".*"), "Table 4: model outputs on the pop-out arrays (NMM, distractor NMM, target rank, "
      "GSI, fixations to find)."),
-    ("tables/popout_layers.*", "Table 5: top-k unit NMM per probed layer and trunk."),
-    ("tables/popout_sweep.*", "Table 6: top-k unit NMM at the deepest layer per fine-tuned layer count."),
-    ("tables/popout_levels.*", "pop-out scores per dimension and contrast level (psychometric curves)."),
-    ("tables/popout_per_image.*", "pop-out scores per array."),
-    ("tables/benchmark*", "saliency benchmark on human fixations (NSS, CC, KLD, SIM, AUC-Judd, shuffled AUC)."),
-    ("figures/inner_units_*", "Fig. 3: per category the unit with the largest mean NSS on the image where it "
+    (in_tables(files.POPOUT_LAYERS + ".*"), "Table 5: top-k unit NMM per probed layer and trunk."),
+    (in_tables(files.POPOUT_SWEEP + ".*"), "Table 6: top-k unit NMM at the deepest layer per fine-tuned layer count."),
+    (in_tables(files.POPOUT_LEVELS + ".*"), "pop-out scores per dimension and contrast level (psychometric curves)."),
+    (in_tables(files.POPOUT_PER_IMAGE + ".*"), "pop-out scores per array."),
+    (in_tables("benchmark*"), "saliency benchmark on human fixations (NSS, CC, KLD, SIM, AUC-Judd, shuffled AUC)."),
+    (f"{files.FIGURES_DIR}/{files.inner_units_png('*', '*')}", "Fig. 3: per category the unit with the largest mean NSS on the image where it "
      "scores highest."),
-    ("figures/inner_improvement_*", "Fig. 4: top-k mean NSS change per category against the first model."),
-    ("figures/fig5_unit_gain_*", "Fig. 5: the conv5_3 unit and category with the largest mean-NSS gain from "
+    (f"{files.FIGURES_DIR}/{files.inner_improvement_png('*')}", "Fig. 4: top-k mean NSS change per category against the first model."),
+    (f"{files.FIGURES_DIR}/{files.FIG5_UNIT_GAIN}_*", "Fig. 5: the conv5_3 unit and category with the largest mean-NSS gain from "
      "fine-tuning, before and after, on the image where it changed most."),
-    ("figures/fig6_unit_*", "Fig. 6: the fine-tuned trunk's best unit for the least-improved category, before "
+    (f"{files.FIGURES_DIR}/{files.fig6_unit('*')}", "Fig. 6: the fine-tuned trunk's best unit for the least-improved category, before "
      "and after, on the image where it changed most."),
-    ("figures/fig11_tasks_*", "Fig. 11: one conv5_3 unit in the pretrained, scene-tuned and saliency-tuned "
+    (f"{files.FIGURES_DIR}/{files.fig11_tasks('*')}", "Fig. 11: one conv5_3 unit in the pretrained, scene-tuned and saliency-tuned "
      "trunks (the unit and category where saliency and scene tuning differ most)."),
-    ("figures/output_fig7_*", "Fig. 7: inner vs output saliency per category (r_s), OD per category (95% CI), "
+    (f"{files.FIGURES_DIR}/{files.output_fig7_png('*')}", "Fig. 7: inner vs output saliency per category (r_s), OD per category (95% CI), "
      "and the image with the largest mean OD."),
-    ("figures/popout_*", "Fig. 8 and psychometric curves of the pop-out analysis."),
-    ("figures/benchmark_*", "benchmark example maps."),
+    (f"{files.FIGURES_DIR}/popout_*", "Fig. 8 and psychometric curves of the pop-out analysis."),
+    (f"{files.FIGURES_DIR}/benchmark_*", "benchmark example maps."),
 ]
 
 
@@ -136,14 +136,14 @@ def _embed(path: Path) -> list[str]:
 
 
 def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
-    csv = run / "tables/inner_representation.csv"
+    csv = run / in_tables(files.INNER_CSV)
     if not csv.is_file():
         return []
     rows = read_csv(csv)
     stat = next(key for key in rows[0] if key.endswith("_mean_nss") and not key.startswith("shuffled"))
     paper = paper_values()
     lines = ["## Inner representation (Tables 2, 3, 7)", "",
-             f"`{csv.relative_to(run)}`: {describe('tables/inner_representation.csv')}", ""]
+             f"`{csv.relative_to(run)}`: {describe(in_tables(files.INNER_CSV))}", ""]
     categories = list(dict.fromkeys(row["category"] for row in rows))
     layers = list(dict.fromkeys(row["layer"] for row in rows))
     matched = [(m, paper_row(m)) for m in models if paper_row(m) is not None]
@@ -170,22 +170,22 @@ def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
         if body:
             lines += [f"### Layers of {model['name']} beside Table 2 (top-k mean NSS): ours (paper)", "",
                       markdown_table(["layer", *categories], body), ""]
-    if (run / "tables/inner_representation.md").is_file():
-        lines += ["### Full table (`tables/inner_representation.md`)", "", *_embed(run / "tables/inner_representation.md")]
+    if (run / in_tables(files.INNER_MD)).is_file():
+        lines += [f"### Full table (`{in_tables(files.INNER_MD)}`)", "", *_embed(run / in_tables(files.INNER_MD))]
     return lines
 
 
 def output_section(run: Path) -> list[str]:
-    csv, statistics = run / "tables/output_saliency.csv", run / "tables/statistics.json"
+    csv, statistics = run / in_tables(files.OUTPUT_CSV), run / in_tables(files.OUTPUT_STATISTICS)
     if not csv.is_file():
         return []
     lines = ["## Output saliency and output difference (Section 6, Eqs. 2-3, Fig. 7)", ""]
-    for name in ("output_saliency.csv", "output_regions.csv", "statistics.json"):
-        if (run / "tables" / name).is_file():
-            lines.append(f"- `tables/{name}`: {describe('tables/' + name)}")
+    for name in (files.OUTPUT_CSV, files.OUTPUT_REGIONS_CSV, files.OUTPUT_STATISTICS):
+        if (run / in_tables(name)).is_file():
+            lines.append(f"- `{in_tables(name)}`: {describe(in_tables(name))}")
     lines.append("")
-    if (run / "tables/output_saliency.md").is_file():
-        lines += _embed(run / "tables/output_saliency.md")
+    if (run / in_tables(files.OUTPUT_MD)).is_file():
+        lines += _embed(run / in_tables(files.OUTPUT_MD))
     if statistics.is_file():
         data = json.loads(statistics.read_text(encoding="utf-8"))
         paper = paper_values()["section6"]
@@ -203,19 +203,19 @@ def _p(value: Any) -> str:
 
 
 def scene_section(run: Path) -> list[str]:
-    csv = run / "tables/scene_attention.csv"
+    csv = run / in_tables(files.SCENE_CSV)
     if not csv.is_file():
         return []
     paper = paper_values()["table8"]["nss"]
     lines = ["## Scene network attention (Section 8, Table 8)", ""]
-    for name in ("scene_attention.csv", "scene_attention_per_image.csv"):
-        if (run / "tables" / name).is_file():
-            lines.append(f"- `tables/{name}`: {describe('tables/' + name)}")
+    for name in (files.SCENE_CSV, files.SCENE_PER_IMAGE_CSV):
+        if (run / in_tables(name)).is_file():
+            lines.append(f"- `{in_tables(name)}`: {describe(in_tables(name))}")
     body = [[r["model"], r["prediction"], format_number(_number(r["nss"]), 3),
              f"[{format_number(_number(r['ci_low']), 3)}, {format_number(_number(r['ci_high']), 3)}]", r["n_images"],
              format_number(paper.get(r["prediction"]), 2)] for r in read_csv(csv)]
     lines += ["", markdown_table(["model", "prediction", "NSS", "CI", "images", "paper NSS"], body), ""]
-    markdown = run / "tables/scene_attention.md"
+    markdown = run / in_tables(files.SCENE_MD)
     if markdown.is_file():
         lines += [line for line in markdown.read_text(encoding="utf-8").splitlines() if line.startswith("- ")] + [""]
     return lines
@@ -224,32 +224,34 @@ def scene_section(run: Path) -> list[str]:
 def popout_section(run: Path) -> list[str]:
     paper = paper_values()
     lines: list[str] = []
-    models = run / "tables/popout_models.csv"
+    models = run / in_tables(files.POPOUT_MODELS + ".csv")
     if models.is_file():
         reference = {key.lower(): value for key, value in paper["table4"]["nmm"].items()}
         body = [[r["model"], format_number(_number(r.get("nmm"))), format_number(reference.get(r["model"].lower()))]
                 for r in read_csv(models)]
-        lines += [f"`tables/popout_models.csv`: {describe('tables/popout_models.csv')}", "",
+        lines += [f"`{in_tables(files.POPOUT_MODELS + '.csv')}`: {describe(in_tables(files.POPOUT_MODELS + '.csv'))}", "",
                   markdown_table(["model", "NMM (ours)", "NMM (paper, Table 4)"], body),
                   "", "Paper, deep models: " + ", ".join(f"{k} {v}" for k, v in paper["table4"]["nmm"].items()
                                                          if k.lower() not in ("bms", "gbvs")), ""]
-    layers = run / "tables/popout_layers.csv"
+    layers = run / in_tables(files.POPOUT_LAYERS + ".csv")
     if layers.is_file():
         rows = read_csv(layers)
         stat = next((key for key in rows[0] if key.endswith("_nmm") and key.startswith("top")), None) if rows else None
         if stat:
             body = [[r["model"], r["layer"], format_number(_number(r[stat])),
                      format_number(paper["table5"]["top10_nmm"].get(r["layer"]))] for r in rows]
-            lines += [f"`tables/popout_layers.csv`: {describe('tables/popout_layers.csv')} Paper: pretrained model.",
+            name = in_tables(files.POPOUT_LAYERS + ".csv")
+            lines += [f"`{name}`: {describe(name)} Paper: pretrained model.",
                       "", markdown_table(["model", "layer", "top-k NMM (ours)", "paper (Table 5)"], body), ""]
-    sweep = run / "tables/popout_sweep.csv"
+    sweep = run / in_tables(files.POPOUT_SWEEP + ".csv")
     if sweep.is_file():
         rows = read_csv(sweep)
         stat = next((key for key in rows[0] if key.endswith("_nmm") and key.startswith("top")), None) if rows else None
         if stat:
             body = [[r["model"], r.get("finetune_layers", ""), format_number(_number(r[stat])),
                      format_number(paper["table6"]["top10_nmm"].get(str(r.get("finetune_layers"))))] for r in rows]
-            lines += [f"`tables/popout_sweep.csv`: {describe('tables/popout_sweep.csv')}", "",
+            name = in_tables(files.POPOUT_SWEEP + ".csv")
+            lines += [f"`{name}`: {describe(name)}", "",
                       markdown_table(["model", "layers tuned", "top-k NMM (ours)", "paper (Table 6)"], body), ""]
     return (["## Pop-out search arrays (Section 7, Tables 4-6)", "", *lines]) if lines else []
 
@@ -257,11 +259,11 @@ def popout_section(run: Path) -> list[str]:
 def files_section(run: Path) -> list[str]:
     """Every table and figure of the run with its line; figures embedded."""
     lines = ["## All files of this run", ""]
-    tables = sorted(p for p in (run / "tables").glob("*") if p.is_file() and not p.name.startswith("."))
+    tables = sorted(p for p in (run / files.TABLES_DIR).glob("*") if p.is_file() and not p.name.startswith("."))
     for path in tables:
         relative = path.relative_to(run).as_posix()
         lines.append(f"- [`{relative}`]({relative}): {describe(relative)}")
-    figures = sorted(p for p in (run / "figures").glob("*.png") if not p.name.startswith("."))
+    figures = sorted(p for p in (run / files.FIGURES_DIR).glob("*.png") if not p.name.startswith("."))
     if figures:
         lines += ["", "### Figures", ""]
         for path in figures:
@@ -287,7 +289,7 @@ def models_section(models: Sequence[Mapping[str, Any]]) -> list[str]:
 def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> str:
     """The report's Markdown text for the run folder (models from ``probe_summary.json`` when not given)."""
     run = Path(run_dir)
-    summary_path = run / "probe_summary.json"
+    summary_path = run / files.SUMMARY
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
     models = list(models if models is not None else summary.get("models", []))
     paper = paper_values()
@@ -306,7 +308,7 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
 
 def write_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> Path:
     """Write ``<run_dir>/report.md`` atomically and return its path."""
-    return write_text(Path(run_dir) / REPORT_NAME, build_report(run_dir, models))
+    return write_text(Path(run_dir) / files.REPORT, build_report(run_dir, models))
 
 
 def main(argv: list[str] | None = None) -> Path:
