@@ -34,15 +34,15 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from saliency_probe.data.osie import OsieDataset  # noqa: E402
 from saliency_probe.io_utils import write_json, write_text  # noqa: E402
 from saliency_probe.machine import cpu_name  # noqa: E402
-from saliency_probe.probe.benchmark import METRIC_TITLES, METRICS, BenchmarkSettings, score_images  # noqa: E402
 from saliency_probe.probe.runner import run_probe  # noqa: E402
+from saliency_probe.probe.scoring import METRICS, BenchmarkSettings, score_images  # noqa: E402
+from saliency_probe.report import files  # noqa: E402
+from saliency_probe.report.benchmark import METRIC_TITLES  # noqa: E402
 from saliency_probe.report.tables import markdown_table, read_csv  # noqa: E402
 
 MODELS = ("center_bias", "inter_observer", "bms", "gbvs", "itti", "spectral_residual")
 META_NAME = "benchmark_run.json"
 EXPECTED = [("center_bias", "bms"), ("center_bias", "gbvs"), ("bms", "inter_observer"), ("gbvs", "inter_observer")]
-
-
 
 
 def load() -> str:
@@ -116,8 +116,8 @@ def ranks(rows: list[dict[str, str]]) -> list[list[str]]:
 def report(run_dir: Path, summary: dict, meta: dict, figure: Path | None) -> str:
     """The Markdown report of a finished run (``meta``: command, machine, wall time, second pass)."""
     bench = summary["analyses"]["benchmark"]
-    rows = read_csv(run_dir / "tables" / "benchmark.csv")
-    per_image = read_csv(run_dir / "tables" / "benchmark_per_image.csv")
+    rows = read_csv(run_dir / files.table(files.BENCHMARK_CSV))
+    per_image = read_csv(run_dir / files.table(files.BENCHMARK_PER_IMAGE_CSV))
     timing = bench["timing"]
     images = bench["images"]
     header = ["model", *(METRIC_TITLES[m] for m in METRICS), "images", "map s/img", "metric s/img",
@@ -146,7 +146,8 @@ def report(run_dir: Path, summary: dict, meta: dict, figure: Path | None) -> str
         "# Saliency benchmark on the real OSIE data",
         "",
         f"Measured by `{meta['command']}` (repository revision {meta['revision']}, {meta['date']}), through "
-        "`probe.py analyses=[benchmark] data=osie` with the configuration of conf/benchmark/default.yaml.",
+        "`probe.py analyses=[benchmark] data=osie` with the defaults of `BenchmarkOptions` "
+        "(saliency_probe/probe/options.py).",
         "",
         f"- Machine: {meta['cpu']}, {meta['cpus']} logical CPUs shared with other jobs (load averages over 1, 5 "
         f"and 15 min: {meta['load_before']} before, {meta['load_after']} after); {meta['versions']}.",
@@ -255,10 +256,10 @@ def main() -> None:
 
 def write_report(run_dir: Path, output: Path) -> None:
     """Write the Markdown report and copy the example figure next to it, from a finished run folder."""
-    summary = json.loads((run_dir / "probe_summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((run_dir / files.SUMMARY).read_text(encoding="utf-8"))
     meta = json.loads((run_dir / META_NAME).read_text(encoding="utf-8"))
     figure = None
-    source_png = run_dir / "figures" / "benchmark_examples.png"
+    source_png = run_dir / files.FIGURES_DIR / files.BENCHMARK_FIGURE
     if source_png.is_file():
         figure = output.parent / "benchmarks_osie_examples.png"
         shutil.copyfile(source_png, figure)

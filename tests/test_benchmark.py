@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +18,20 @@ from PIL import Image
 
 from saliency_probe.data.fixation_datamodule import FixationDataModule
 from saliency_probe.data.osie import OsieDataset
-from saliency_probe.maps import fixation_density
+from saliency_probe.maps import blur, fixation_density
 from saliency_probe.metrics import functional as MF
 from saliency_probe.probe.baselines import (
     FixationTable,
-    blur,
     center_bias_map,
     inter_observer_maps,
     scale_pixels,
     shuffled_negatives,
 )
-from saliency_probe.probe.benchmark import (
+from saliency_probe.probe.benchmark import benchmark_settings, cache_root
+from saliency_probe.probe.map_cache import MapCache
+from saliency_probe.probe.options import BenchmarkOptions, read_options
+from saliency_probe.probe.runner import run_probe
+from saliency_probe.probe.scoring import (
     METRICS,
     SUMMARY_COLUMNS,
     BenchmarkSettings,
@@ -38,8 +42,6 @@ from saliency_probe.probe.benchmark import (
     shuffled_auc,
     summarise,
 )
-from saliency_probe.probe.map_cache import MapCache
-from saliency_probe.probe.runner import run_probe
 from saliency_probe.report.tables import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,6 +168,21 @@ def test_metric_selection() -> None:
         check_metrics(["nss", "auc_borji"])
     scores = score_map(np.eye(3), np.eye(3, dtype=bool), None, None, ("nss",))
     assert list(scores) == ["nss"]
+
+
+def test_settings_from_the_typed_options(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    section = {"models": ["center_bias", "bms"], "metrics": ["auc_judd", "nss"], "gt_sigma": 4}
+    settings = benchmark_settings(read_options({"benchmark": section}, "benchmark", BenchmarkOptions), run, 64)
+    assert settings == BenchmarkSettings(
+        specs=("center_bias", "bms"), gt_sigma=4.0, image_size=64, classical={"bms": {"bgr_channel_order": False}},
+        cache_root=str(run / "map_cache"), metrics=("nss", "auc_judd"),
+    )
+    assert pickle.loads(pickle.dumps(settings)) == settings  # what the worker processes receive
+    assert all(cache_root(off, run) is None for off in (False, "none", "off", "False"))
+    assert cache_root("~/maps", run) == str(Path("~/maps").expanduser().absolute())
+    with pytest.raises(ValueError, match="auc_borji"):
+        benchmark_settings(read_options({"benchmark": {"metrics": ["auc_borji"]}}, "benchmark", BenchmarkOptions), run)
 
 
 # ------------------------------------------------------------------------------------------------------------

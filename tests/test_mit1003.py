@@ -15,7 +15,7 @@ from saliency_probe.data.fixation_datamodule import FixationDataModule
 from saliency_probe.data.mit1003 import Mit1003Dataset
 from saliency_probe.maps import fixation_density
 from saliency_probe.metrics import functional as MF
-from saliency_probe.probe.benchmark import BenchmarkSettings, score_images
+from saliency_probe.probe.scoring import BenchmarkSettings, score_images
 from saliency_probe.report.tables import read_csv
 
 # name -> (height, width, planted fixations (row, col)); sizes differ as in MIT1003 (e.g. 768x1024, 1024x768)

@@ -7,10 +7,8 @@
   same image blurred with ``gt_sigma``, scored on that observer's fixations; the scores are averaged over the
   observers (the authors' ``computeInterSubjectAUC.m`` does this for AUC with sigma 24 on OSIE).
 
-The Gaussian blur is the ground-truth blur of :func:`saliency_probe.maps.fixation_density` (the same
-kernel, truncation and reflected border) computed separably: two 1-D passes with OpenCV (about 100x faster
-than the 2-D convolution on an 800x600 map), or for a sparse fixation map one product of the 1-D blur matrices
-(another 5-10x); the tests check that every path gives the same map.
+The blur and the fixation maps are those of :mod:`saliency_probe.maps` (:func:`~saliency_probe.maps.blur`, the
+ground-truth blur of :func:`~saliency_probe.maps.fixation_density`; docs/protocol.md gives the conventions).
 """
 
 from __future__ import annotations

@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from saliency_probe.io_utils import atomic_path, write_json
+from saliency_probe.io_utils import atomic_path, safe_name, write_json
 
 MANIFEST = "manifest.json"
 
@@ -31,8 +30,7 @@ def params_digest(name: str, params: dict[str, Any]) -> str:
 
 def folder_name(name: str, params: dict[str, Any]) -> str:
     """A file-system-safe folder name for the model: readable name plus parameter digest."""
-    safe = re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "model"
-    return f"{safe}-{params_digest(name, params)}"
+    return f"{safe_name(name)}-{params_digest(name, params)}"
 
 
 class MapCache:
