@@ -15,16 +15,14 @@ from PIL import Image
 from scipy import ndimage
 from torch.utils.data import DataLoader
 
-from saliency_probe.data.popout import (
+from saliency_probe.data.popout_generator import (
     DIMENSIONS,
     METADATA_COLUMNS,
-    PopoutDataset,
-    collate_popout,
-    ensure_popout,
     generate_popout,
     main,
     target_cells,
 )
+from saliency_probe.data.popout_reader import PopoutDataset, collate_popout, ensure_popout
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])

@@ -19,10 +19,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
-from saliency_probe.data.popout import PopoutDataset, generate_popout
+from saliency_probe.data.popout_datamodule import PopoutDataModule
+from saliency_probe.data.popout_generator import generate_popout
+from saliency_probe.data.popout_reader import PopoutDataset
 from saliency_probe.models.backbone import TRUNK_END
 from saliency_probe.probe.model_specs import resolve_model
-from saliency_probe.probe.popout import PopoutDataModule, map_models, model_rows, popout_options, score_models
+from saliency_probe.probe.options import PopoutOptions, read_options
+from saliency_probe.probe.popout import map_models, model_rows, score_models
 from saliency_probe.probe.popout_metrics import (
     fixations_to_find,
     image_rng,
@@ -91,7 +94,7 @@ def test_map_preferring_distractors_has_negative_gsi_and_a_low_rank_despite_posi
     items, target = hand_array()
     saliency = np.where(items > 0, 1.0, 0.0) - 0.7 * target  # target 0.3, distractors 1, background 0
     scores = score_map(saliency, target, items, image_rng(0, "a"))
-    assert scores.nmm > 0  # NMM alone would call this a hit (DESIGN section 7)
+    assert scores.nmm > 0  # NMM alone would call this a hit (docs/popout_analysis.md)
     assert scores.nmm == pytest.approx(naive_nmm(saliency, target), rel=1e-9)
     assert scores.gsi == pytest.approx((0.3 - 1.0) / (0.3 + 1.0), rel=1e-12)
     assert scores.target_rank == 9
@@ -196,7 +199,8 @@ def test_precomputed_png_maps_are_scored_like_any_model(tmp_path: Path) -> None:
     for index in range(len(dataset)):
         item = dataset[index]
         Image.fromarray(item["target_mask"].astype(np.uint8) * 255).save(tmp_path / f"{item['id']}.png")
-    options = popout_options(OmegaConf.create({"seed": 0, "popout": {"models": [f"maps:{tmp_path}"]}}))
+    options = read_options(OmegaConf.create({"seed": 0, "popout": {"models": [f"maps:{tmp_path}"]}}), "popout",
+                           PopoutOptions)
     models = map_models(options, [])
     rows, examples = score_models(models, dataset, options)
     assert [m.name for m in models] == [f"maps:{tmp_path.name}"] and len(rows) == 4

@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from saliency_probe.data.popout_datamodule import data_is_popout
 from saliency_probe.io_utils import safe_name, write_text
 from saliency_probe.metrics import functional as MF
 from saliency_probe.probe.activations import LayerActivations, ordered_layers
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.module import RegionProbeModule
 from saliency_probe.probe.options import ControlsOptions, FiguresOptions
-from saliency_probe.probe.popout import data_is_popout
 from saliency_probe.probe.registry import Analysis, register_analysis
 from saliency_probe.probe.results import LayerResult, results_from_arrays, save_results
 from saliency_probe.probe.sources import TrunkSource

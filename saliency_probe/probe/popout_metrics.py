@@ -1,4 +1,4 @@
-"""Per-image scores of a saliency map on a pop-out search array (DESIGN section 7; the paper's Eq. 4).
+"""Per-image scores of a saliency map on a pop-out search array (the paper's Eq. 4; docs/popout_analysis.md).
 
 NMM alone misleads: a map that lights every item scores positive even when it prefers the distractors. So each
 map gets, beside the target's NMM:
