@@ -20,18 +20,19 @@ from scipy import stats
 from saliency_probe.data.datamodules import OsieSrDataModule
 from saliency_probe.maps import fixation_density
 from saliency_probe.models.backbone import VGGTrunk
+from saliency_probe.probe.options import OutputOptions, read_options
 from saliency_probe.probe.output import (
+    OutputAnalysis,
     OutputProbeModule,
     OutputResult,
     RegionScores,
     category_scores,
-    category_tests,
     ground_truth_maps,
     output_rows,
     primary_model,
     region_values,
-    spearman,
 )
+from saliency_probe.probe.stats import category_tests, spearman
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 30, 40
@@ -131,6 +132,18 @@ def test_statistics_match_scipy_and_a_hand_anova() -> None:
     assert spearman([1.0, 2.0], [3.0, 4.0])["r"] is None  # undefined below 3 categories
 
 
+def test_applies_only_to_saliency_checkpoints_and_reads_its_options() -> None:
+    source = lambda kind, task: type("S", (), {"kind": kind, "info": {"task": task}})()  # noqa: E731
+    analysis = OutputAnalysis()
+    assert analysis.name == "output"
+    assert analysis.applies_to({}, [source("random", None), source("checkpoint", "saliency")])
+    assert not analysis.applies_to({}, [source("checkpoint", "scene"), source("weights", None)])
+    options = read_options({"output": {"model": "b"}}, "output", OutputOptions)
+    assert (options.gt_sigma, options.alpha, options.model) == (24.0, 0.05, "b")
+    with pytest.raises(ValueError, match="gt_sigma >= 0 and 0 < alpha < 1"):
+        read_options({"output": {"alpha": 1.0}}, "output", OutputOptions)
+
+
 def test_primary_model_rule() -> None:
     make = lambda name, layers: type("S", (), {"name": name, "info": {"finetune_layers": layers}})()  # noqa: E731
     models = [make("a", "0"), make("b", "1"), make("c", "2")]
@@ -153,7 +166,8 @@ def test_predict_pass_equals_a_naive_full_resolution_reference(synthetic_root: P
     module = OutputProbeModule(trunk, head, dataset.categories, gt_sigma=6.0)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
-    scores = module.result.scores
+    result = OutputResult.from_pass(module.result)
+    scores = result.scores
     expected_os, expected_gt = [], []
     with torch.no_grad():
         for index in range(len(dataset)):
@@ -168,7 +182,7 @@ def test_predict_pass_equals_a_naive_full_resolution_reference(synthetic_root: P
     assert scores.image.tolist() == sorted(scores.image.tolist()) and len(scores.os) == len(expected_os)
     np.testing.assert_allclose(scores.os, expected_os, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scores.gt, expected_gt, rtol=1e-4, atol=1e-5)
-    assert module.result.unit_means.shape == (512, len(dataset.categories))
+    assert result.unit_means.shape == (512, len(dataset.categories))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -18,11 +18,12 @@ from torch.utils.data import DataLoader
 
 from saliency_probe.models.checkpoint import LoadedCheckpoint
 from saliency_probe.models.scene import build_classifier_head
+from saliency_probe.probe.options import SceneAttentionOptions, read_options
 from saliency_probe.probe.scene_attention import (
+    IndexedItems,
+    SceneAttentionAnalysis,
     SceneAttentionModule,
-    SceneAttentionOptions,
-    _Indexed,
-    applies_to,
+    dataset_stems,
     scene_classifier,
     scene_dataset,
     split_rows,
@@ -69,9 +70,11 @@ def test_split_by_prediction_on_a_planted_case() -> None:
     items = planted_items()
     module = SceneAttentionModule(nn.Identity(), ChannelMean())
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.predict(module, dataloaders=DataLoader(_Indexed(items), batch_size=4), return_predictions=False)
-    records = module.records
-    assert records[:, 0].tolist() == list(range(6)) and module.stems == [f"img{i}" for i in range(6)]
+    trainer.predict(module, dataloaders=DataLoader(IndexedItems(items), batch_size=4), return_predictions=False)
+    records = module.result["records"]
+    stems = dataset_stems(items)
+    assert records[:, 0].tolist() == list(range(6))
+    assert [stems[int(position)] for position in records[:, 0]] == [f"img{i}" for i in range(6)]
     expected = [naive_nss(item["image"].mean(0), item["fixations"]) for item in items]
     np.testing.assert_allclose(records[:, 3], expected, rtol=1e-5)
     predicted = records[:, 2].astype(int)
@@ -117,7 +120,7 @@ def test_scene_classifier_is_rebuilt_from_the_checkpoint(tmp_path: Path) -> None
     features = torch.rand(2, 512, 4, 4)
     assert torch.equal(rebuilt(features), reference(features))
     with pytest.raises(ValueError, match="scene.ckpt.*no data config"):
-        scene_dataset(loaded, SceneAttentionOptions())
+        scene_dataset(loaded, read_options({}, "scene_attention", SceneAttentionOptions))
     loaded.hyper_parameters["hidden_features"] = 16
     with pytest.raises(ValueError, match="scene.ckpt: classifier weights do not fit"):
         scene_classifier(loaded)
@@ -133,12 +136,14 @@ def test_held_out_images_come_from_the_checkpoint_training_config(synthetic_root
                        "num_observers": s["num_observers"]}}
     names = ["living_room", "park", "restaurant", "street"]
     loaded = _checkpoint(tmp_path, config, names)
-    options = SceneAttentionOptions(root=str(synthetic_root))  # the recorded root moved: point at the data
+    # the recorded root moved: point at the data
+    options = read_options({"scene_attention": {"root": str(synthetic_root)}}, "scene_attention", SceneAttentionOptions)
     held_out, classes, datamodule = scene_dataset(loaded, options)
     assert classes == names and len(held_out) == len(datamodule.val_set) > 0
     train_stems = {datamodule.train_set[i]["stem"] for i in range(len(datamodule.train_set))}
     held_stems = [held_out[i]["stem"] for i in range(len(held_out))]
     assert not train_stems & set(held_stems)  # never trained on
+    assert dataset_stems(held_out) == held_stems  # read from the data sets' stems, without loading images
     truth = json.loads((synthetic_root / "truth.json").read_text())
     for i, stem in enumerate(held_stems):  # labels in the checkpoint's class order
         assert names[int(held_out[i]["label"])] == truth["scenes"][stem]
@@ -151,5 +156,17 @@ def test_held_out_images_come_from_the_checkpoint_training_config(synthetic_root
 
 def test_applies_only_to_scene_checkpoints() -> None:
     source = lambda kind, task: type("S", (), {"kind": kind, "info": {"task": task}})()  # noqa: E731
-    assert applies_to({}, [source("weights", None), source("checkpoint", "scene")])
-    assert not applies_to({}, [source("checkpoint", "saliency"), source("random", None)])
+    analysis = SceneAttentionAnalysis()
+    assert analysis.name == "scene_attention"
+    assert analysis.applies_to({}, [source("weights", None), source("checkpoint", "scene")])
+    assert not analysis.applies_to({}, [source("checkpoint", "saliency"), source("random", None)])
+
+
+def test_options_defaults_seed_and_checks() -> None:
+    options = read_options({"seed": 7}, "scene_attention", SceneAttentionOptions)
+    assert (options.root, options.split, options.confidence, options.n_resamples, options.seed,
+            options.batch_size) == (None, "val", 0.95, 9999, 7, None)
+    with pytest.raises(ValueError, match="scene_attention.split must be one of"):
+        read_options({"scene_attention": {"split": "test"}}, "scene_attention", SceneAttentionOptions)
+    with pytest.raises(ValueError, match="0 < confidence < 1"):
+        read_options({"scene_attention": {"confidence": 1.5}}, "scene_attention", SceneAttentionOptions)

@@ -10,10 +10,11 @@ For every probed saliency checkpoint and every OSIE-SR region with fixations:
 Per category: ``OS_c`` and ``OD_c`` are the means over its regions; the inner saliency is the top-``top_k``
 mean NSS of conv5_3 units (the statistic of Table 3), recomputed in the same forward pass (the head reads
 conv5_3), so ``analyses=[output]`` works alone and equals the inner analysis's value when both run.
-Statistics (per model; the primary model's also at the top level of ``statistics.json``): Spearman r_s between
-inner saliency and ``OS_c`` across categories; one-way ANOVA (``scipy.stats.f_oneway``) and Tukey HSD
-(``scipy.stats.tukey_hsd``) across categories on the per-region ``od`` values (the paper's test, Fig. 7 right)
-and on the per-region ``os`` values.
+Statistics (per model; the primary model's also at the top level of ``statistics.json``;
+:mod:`saliency_probe.probe.stats`): Spearman r_s between inner saliency and ``OS_c`` across categories; one-way
+ANOVA (``scipy.stats.f_oneway``) and Tukey HSD (``scipy.stats.tukey_hsd``) across categories on the per-region
+``od`` values (the paper's test, Fig. 7 right) and on the per-region ``os`` values. The Markdown table and Fig. 7
+are drawn by :mod:`saliency_probe.report.output`.
 
 Outputs: ``tables/output_saliency.csv`` (``model, category, inner_nss, os, od, n_regions``),
 ``tables/output_regions.csv`` (every region's values), ``tables/output_saliency.md``, ``tables/statistics.json``,
@@ -24,79 +25,46 @@ Outputs: ``tables/output_saliency.csv`` (``model, category, inner_nss, os, od, n
 from __future__ import annotations
 
 import logging
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
-from scipy import stats
+from omegaconf import DictConfig
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from saliency_probe.io_utils import safe_name, write_json, write_npz
+from saliency_probe.io_utils import safe_name, write_json
 from saliency_probe.maps import blur
 from saliency_probe.metrics import RegionNSS
 from saliency_probe.metrics import functional as MF
 from saliency_probe.metrics._resize import accumulation_dtype, resize_bilinear
 from saliency_probe.models.backbone import LAYER_CHANNELS
+from saliency_probe.probe import unit_figures
 from saliency_probe.probe.activations import LayerActivations
-from saliency_probe.probe.inner import dataset_of
+from saliency_probe.probe.context import AnalysisResult, ProbeContext
+from saliency_probe.probe.options import FiguresOptions, OutputOptions
+from saliency_probe.probe.passes import PassResult, ProbePass, RecordCollector
 from saliency_probe.probe.regions import pad_regions
-from saliency_probe.probe.registry import register_analysis
-from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_text
+from saliency_probe.probe.registry import Analysis, register_analysis
+from saliency_probe.probe.sources import TrunkSource
+from saliency_probe.probe.stats import model_statistics
+from saliency_probe.report import files
+from saliency_probe.report.figures import save_figure
+from saliency_probe.report.output import fig7, output_lines, output_markdown
+from saliency_probe.report.tables import write_csv, write_text
 
 log = logging.getLogger(__name__)
 
-CSV_NAME = "output_saliency.csv"
-REGIONS_CSV_NAME = "output_regions.csv"
-MARKDOWN_NAME = "output_saliency.md"
-STATISTICS_NAME = "statistics.json"
 COLUMNS = ["model", "category", "inner_nss", "os", "od", "n_regions"]
 REGION_COLUMNS = ["model", "image", "region", "category", "os", "gt_nss", "od"]
 INNER_LAYER = "conv5_3"
 
 
-# ------------------------------------------------------------------------------------------------------------
-# options and sources
-# ------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """``cfg.output``: ground-truth blur, significance level, the model reported at the top of statistics.json."""
-
-    gt_sigma: float = 24.0
-    alpha: float = 0.05
-    model: str | None = None
-
-
-def output_options(cfg: DictConfig | dict) -> OutputOptions:
-    """Read ``cfg.output`` (absent keys take the defaults) and check it."""
-    section = cfg.get("output") or {}
-    section = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else dict(section)
-    options = OutputOptions(
-        gt_sigma=float(section.get("gt_sigma", 24.0)),
-        alpha=float(section.get("alpha", 0.05)),
-        model=str(section["model"]) if section.get("model") else None,
-    )
-    if options.gt_sigma < 0 or not 0 < options.alpha < 1:
-        raise ValueError(f"output: need gt_sigma >= 0 and 0 < alpha < 1, got {options.gt_sigma}, {options.alpha}")
-    return options
-
-
-def is_saliency_checkpoint(source: Any) -> bool:
+def is_saliency_checkpoint(source: TrunkSource) -> bool:
     """A probed checkpoint of the saliency task (the only models with an output map)."""
     return source.kind == "checkpoint" and str(source.info.get("task")) == "saliency"
-
-
-def applies_to(cfg: Any, sources: Sequence[Any]) -> bool:
-    """``analyses: auto`` runs the output analysis when a saliency checkpoint is probed."""
-    return any(is_saliency_checkpoint(source) for source in sources)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -105,8 +73,9 @@ def applies_to(cfg: Any, sources: Sequence[Any]) -> bool:
 
 
 def ground_truth_maps(fixations: Tensor, sigma: float) -> Tensor:
-    """``(B, 1, H, W)`` float64 ground-truth maps: each binary fixation map blurred with ``sigma`` pixels
-    (separable Gaussian, +-3 sigma, reflected border: the values of :func:`saliency_probe.maps.fixation_density`)."""
+    """``(B, 1, H, W)`` ground-truth maps on the fixations' device (float64; float32 on MPS): each binary
+    fixation map blurred with ``sigma`` pixels by :func:`saliency_probe.maps.blur` (separable Gaussian, +-3 sigma,
+    reflected border: the values of :func:`saliency_probe.maps.fixation_density`)."""
     maps = [blur((fixation != 0).cpu().numpy().astype(np.float64), sigma) for fixation in fixations]
     device = fixations.device
     return torch.from_numpy(np.stack(maps)).unsqueeze(1).to(device=device, dtype=accumulation_dtype(device))
@@ -116,11 +85,16 @@ def region_values(prediction: Tensor, ground_truth: Tensor, fixations: Tensor, m
     """``(os, gt)``, each ``(B, R)`` float64: NSS of the prediction and of the ground truth over the fixations
     inside each region (Eq. 1 applied to the model output). NaN where a region holds no fixation.
 
-    Args:
-        prediction: ``(B, 1, h, w)`` model outputs (resized to the fixation size exactly, as every NSS here).
-        ground_truth: ``(B, 1, H, W)`` ground-truth maps.
-        fixations: ``(B, H, W)`` binary fixation maps.
-        masks: ``(B, R, H, W)`` region masks (all-zero masks may pad a batch).
+    Parameters
+    ----------
+    prediction : Tensor
+        ``(B, 1, h, w)`` model outputs (resized to the fixation size exactly, as every NSS here).
+    ground_truth : Tensor
+        ``(B, 1, H, W)`` ground-truth maps.
+    fixations : Tensor
+        ``(B, H, W)`` binary fixation maps.
+    masks : Tensor
+        ``(B, R, H, W)`` region masks (all-zero masks may pad a batch).
     """
     os_values = MF.region_nss(prediction, fixations, masks)[:, 0]
     gt_values = MF.region_nss(ground_truth, fixations, masks)[:, 0]
@@ -158,6 +132,7 @@ class RegionScores:
                    array[:, 3], array[:, 4])
 
     def as_array(self) -> np.ndarray:
+        """The ``(N, 5)`` float64 record array ``[image, region, category, os, gt]``."""
         return np.stack([self.image, self.region, self.category, self.os, self.gt], axis=1).astype(np.float64)
 
 
@@ -173,83 +148,13 @@ def category_scores(scores: RegionScores, n_categories: int) -> tuple[np.ndarray
     return np.where(counts > 0, os_c, np.nan), np.where(counts > 0, od_c, np.nan), counts
 
 
-# ------------------------------------------------------------------------------------------------------------
-# statistics
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _finite(value: float) -> float | None:
-    """JSON-friendly float: None for NaN/inf."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def spearman(inner: Sequence[float], output: Sequence[float]) -> dict[str, Any]:
-    """Spearman r_s (and its two-sided p) between inner saliency and ``OS_c`` over the categories where both are
-    finite; None values when fewer than 3 categories or a constant input make it undefined."""
-    x, y = np.asarray(inner, dtype=np.float64), np.asarray(output, dtype=np.float64)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {"r": None, "p": None, "n_categories": int(x.size)}
-    result = stats.spearmanr(x, y)
-    return {"r": _finite(result.statistic), "p": _finite(result.pvalue), "n_categories": int(x.size)}
-
-
-def category_tests(
-    values: np.ndarray, category: np.ndarray, categories: Sequence[str], alpha: float, what: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One-way ANOVA and Tukey HSD of per-region ``values`` across the categories with at least 2 regions.
-
-    Returns ``(anova, differing pairs)``: ``anova`` = ``{F, p, df_between, df_within, values, categories,
-    left_out}``; each pair = ``{a, b, mean_difference (a - b), p, ci_low, ci_high}`` with ``p < alpha``.
-    """
-    groups = {name: values[category == k] for k, name in enumerate(categories)}
-    groups = {name: group[np.isfinite(group)] for name, group in groups.items()}
-    used = [name for name, group in groups.items() if group.size >= 2]
-    left_out = sorted(name for name, group in groups.items() if 0 < group.size < 2)
-    anova: dict[str, Any] = {"F": None, "p": None, "df_between": None, "df_within": None, "values": what,
-                             "categories": used, "left_out": left_out}
-    if len(used) < 2:
-        return anova, []
-    samples = [groups[name] for name in used]
-    n_total = sum(sample.size for sample in samples)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant groups: scipy warns and returns NaN, which we report as None
-        result = stats.f_oneway(*samples)
-        tukey = stats.tukey_hsd(*samples)
-        interval = tukey.confidence_interval(confidence_level=1 - alpha)
-    anova.update(F=_finite(result.statistic), p=_finite(result.pvalue), df_between=len(used) - 1,
-                 df_within=int(n_total - len(used)))
-    pairs = []
-    for i in range(len(used)):
-        for j in range(i + 1, len(used)):
-            p = float(tukey.pvalue[i, j])
-            if math.isfinite(p) and p < alpha:
-                pairs.append({"a": used[i], "b": used[j], "mean_difference": float(tukey.statistic[i, j]), "p": p,
-                              "ci_low": float(interval.low[i, j]), "ci_high": float(interval.high[i, j])})
-    return anova, pairs
-
-
-def model_statistics(
-    rows: Sequence[dict[str, Any]], scores: RegionScores, categories: Sequence[str], alpha: float
-) -> dict[str, Any]:
-    """Spearman (inner vs OS_c over the rows' categories), ANOVA + Tukey on per-region OD and OS."""
+def od_by_category(scores: RegionScores, categories: Sequence[str]) -> dict[str, np.ndarray]:
+    """Category name -> the per-region OD of its regions with fixations (Fig. 7's error bars)."""
     valid = scores.valid
-    anova, tukey = category_tests(scores.od[valid], scores.category[valid], categories, alpha, "od")
-    anova_os, tukey_os = category_tests(scores.os[valid], scores.category[valid], categories, alpha, "os")
-    return {
-        "spearman": spearman([row["inner_nss"] for row in rows], [row["os"] for row in rows]),
-        "anova": anova,
-        "tukey": tukey,
-        "anova_os": anova_os,
-        "tukey_os": tukey_os,
-        "n_regions": int(valid.sum()),
-        "regions_without_fixations": int((~valid).sum()),
-    }
+    return {name: scores.od[valid & (scores.category == k)] for k, name in enumerate(categories)}
 
 
-def primary_model(models: Sequence[Any], requested: str | None) -> str:
+def primary_model(models: Sequence[TrunkSource], requested: str | None) -> str:
     """The model whose statistics lead ``statistics.json``: ``output.model`` if given, else the first
     saliency checkpoint with fine-tuned conv layers (``finetune_layers`` not 0), else the first one."""
     names = [source.name for source in models]
@@ -273,52 +178,31 @@ class OutputResult:
     scores: RegionScores
     unit_means: np.ndarray
 
-
-def save_output_result(path: str | Path, result: OutputResult) -> Path:
-    """Write one model's pass (the ``ddp_spawn`` hand-off) as ``.npz``."""
-    return write_npz(path, {"regions": result.scores.as_array(), "unit_means": result.unit_means})
-
-
-def load_output_result(path: str | Path) -> OutputResult:
-    with np.load(path, allow_pickle=False) as data:
-        return OutputResult(RegionScores.from_array(data["regions"]), np.asarray(data["unit_means"]))
+    @classmethod
+    def from_pass(cls, result: PassResult) -> OutputResult:
+        """From :meth:`OutputProbeModule.compute_result`'s arrays (``regions``, ``unit_means``)."""
+        return cls(RegionScores.from_array(result["regions"]), np.asarray(result["unit_means"]))
 
 
-def _gather(records: Tensor) -> Tensor:
-    """All ranks' ``(N_r, 5)`` records on every rank (identity without torch.distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return records
-    parts: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, records.cpu())
-    return torch.cat(parts, dim=0)
-
-
-class OutputProbeModule(pl.LightningModule):
+class OutputProbeModule(ProbePass):
     """One forward pass per image: conv5_3 (inner saliency, :class:`RegionNSS`) and the head's prediction
     (per-region ``os`` and ``gt``). Batches are :func:`~saliency_probe.data.osie_sr.collate_regions` dicts.
 
-    After ``trainer.predict`` (``return_predictions=False``) ``result`` is an :class:`OutputResult`, the same
-    on every rank (regions are gathered, unit sums reduced); rank zero also writes it to ``result_path``
-    (``ddp_spawn`` workers' attributes never reach the main process).
+    The result (the same on every rank) holds ``regions``, the ``(N, 5)`` float64 records ``[image, region,
+    category, os, gt]`` of every region (``image`` = data-set index) in batch order, and ``unit_means``, the
+    conv5_3 ``(C, K)`` unit means; :meth:`OutputResult.from_pass` sorts the records by image and region.
     """
 
-    def __init__(self, trunk: nn.Module, head: nn.Module, categories: Sequence[str], gt_sigma: float,
-                 result_path: str | Path | None = None) -> None:
+    def __init__(self, trunk: nn.Module, head: nn.Module, categories: Sequence[str], gt_sigma: float) -> None:
         super().__init__()
         self.activations = LayerActivations(trunk, [INNER_LAYER])
         self.head = head
         self.categories = list(categories)
         self.index = {name: k for k, name in enumerate(self.categories)}
         self.gt_sigma = float(gt_sigma)
-        self.result_path = Path(result_path) if result_path is not None else None
         self.inner = RegionNSS(LAYER_CHANNELS[INNER_LAYER], self.categories)
-        self.records: list[Tensor] = []
-        self.result: OutputResult | None = None
+        self.regions = RecordCollector(5)
         self.eval()
-
-    def on_predict_start(self) -> None:
-        self.inner.reset()  # ddp_spawn shares the states' memory until they are re-created
-        self.records, self.result = [], None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         features = self.activations(batch["image"])[INNER_LAYER]
@@ -329,29 +213,28 @@ class OutputProbeModule(pl.LightningModule):
         os_values, gt_values = region_values(prediction, ground_truth_maps(fixations, self.gt_sigma), fixations,
                                              padded)
         os_values, gt_values, images = os_values.cpu(), gt_values.cpu(), batch["index"].cpu()
+        records = []
         for b, image_names in enumerate(names):
             if not image_names:
                 continue
             count = len(image_names)
-            self.records.append(torch.stack([
+            records.append(torch.stack([
                 torch.full((count,), float(images[b]), dtype=torch.float64),
                 torch.arange(count, dtype=torch.float64),
                 torch.tensor([float(self.index[name]) for name in image_names], dtype=torch.float64),
                 os_values[b, :count].double(),
                 gt_values[b, :count].double(),
             ], dim=1))
+        if records:
+            self.regions.update(torch.cat(records))
         return None
 
-    def on_predict_epoch_end(self) -> None:
-        local = torch.cat(self.records) if self.records else torch.zeros(0, 5, dtype=torch.float64)
-        scores = RegionScores.from_array(_gather(local).numpy())
-        self.result = OutputResult(scores, self.inner.compute().cpu().numpy())
-        if self.result_path is not None and self.trainer.is_global_zero:
-            save_output_result(self.result_path, self.result)
+    def compute_result(self) -> PassResult:
+        return {"regions": self.regions.compute().cpu().numpy(), "unit_means": self.inner.compute().cpu().numpy()}
 
 
 # ------------------------------------------------------------------------------------------------------------
-# tables and figures
+# tables and the Fig. 7 example
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -366,7 +249,8 @@ def output_rows(model: str, result: OutputResult, categories: Sequence[str], top
     ]
 
 
-def region_rows(model: str, scores: RegionScores, categories: Sequence[str], stems: Sequence[str]) -> list[dict]:
+def region_rows(model: str, scores: RegionScores, categories: Sequence[str], stems: Sequence[str]
+                ) -> list[dict[str, Any]]:
     """Every region's values (``output_regions.csv``), regions without fixations included (NaN)."""
     return [
         {"model": model, "image": stems[int(i)], "region": int(r), "category": categories[int(c)],
@@ -375,85 +259,11 @@ def region_rows(model: str, scores: RegionScores, categories: Sequence[str], ste
     ]
 
 
-def output_markdown(rows: Sequence[dict[str, Any]], statistics: dict[str, dict[str, Any]], header: str) -> str:
-    """Per model: inner saliency, OS_c, OD_c and regions per category, then the tests."""
-    lines = ["# Output saliency (Eq. 2) and output difference (Eq. 3)", "", header, ""]
-    for model, summary in statistics.items():
-        subset = [row for row in rows if row["model"] == model]
-        lines += [f"## {model}", ""]
-        body = [[row["category"], format_number(row["inner_nss"]), format_number(row["os"]),
-                 format_number(row["od"]), str(row["n_regions"])] for row in subset]
-        lines += [markdown_table(["category", "inner NSS (conv5_3 top-k)", "OS_c", "OD_c", "regions"], body), ""]
-        rs, anova = summary["spearman"], summary["anova"]
-        lines.append(f"- Spearman r_s(inner, OS) = {format_number(rs['r'])} (p = {_p(rs['p'])}, "
-                     f"{rs['n_categories']} categories)")
-        lines.append(f"- ANOVA on per-region OD: F({anova['df_between']}, {anova['df_within']}) = "
-                     f"{format_number(anova['F'])}, p = {_p(anova['p'])}; Tukey HSD pairs that differ: "
-                     + (", ".join(f"{p['a']}/{p['b']}" for p in summary["tukey"]) or "none"))
-        anova_os = summary["anova_os"]
-        lines.append(f"- ANOVA on per-region OS: F = {format_number(anova_os['F'])}, p = {_p(anova_os['p'])}; "
-                     f"Tukey pairs that differ: {len(summary['tukey_os'])}")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2g}"
-
-
-def fig7(rows: Sequence[dict[str, Any]], scores: RegionScores, categories: Sequence[str], summary: dict[str, Any],
-         example: dict[str, np.ndarray] | None, title: str) -> Any:
-    """Fig. 7: inner vs output saliency per category (names on the points), OD_c per category (95% CI of the
-    mean), and an example image with its ground truth and the model's prediction."""
-    from saliency_probe.report.figures import plt
-
-    has_example = example is not None
-    figure = plt.figure(figsize=(11, 7.6 if has_example else 4.0))
-    grid = figure.add_gridspec(2 if has_example else 1, 3)
-    scatter = figure.add_subplot(grid[0, :2])
-    inner = np.array([row["inner_nss"] for row in rows])
-    output = np.array([row["os"] for row in rows])
-    scatter.scatter(inner, output, c="tab:blue", s=28)
-    for row in rows:
-        scatter.annotate(row["category"], (row["inner_nss"], row["os"]), fontsize=7, xytext=(3, 3),
-                         textcoords="offset points")
-    rs = summary["spearman"]
-    scatter.set_xlabel("inner saliency (conv5_3 top-k mean NSS)")
-    scatter.set_ylabel("output saliency OS_c")
-    scatter.set_title(f"r_s = {format_number(rs['r'])} (p = {_p(rs['p'])})", fontsize=9)
-    bars = figure.add_subplot(grid[0, 2])
-    order = np.argsort(inner)
-    names = [rows[i]["category"] for i in order]
-    valid = scores.valid
-    errors = []
-    for name in names:
-        values = scores.od[valid & (scores.category == categories.index(name))]
-        errors.append(1.96 * values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else 0.0)
-    bars.bar(range(len(names)), [rows[i]["od"] for i in order], yerr=errors, color="tab:orange", capsize=2)
-    bars.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    bars.set_ylabel("OD_c (mean |NSS pred - NSS GT|)")
-    anova = summary["anova"]
-    bars.set_title(f"ANOVA p = {_p(anova['p'])}", fontsize=9)
-    if has_example:
-        panels = [("image", example["image"], None), ("ground truth", example["gt"], "gray"),
-                  ("prediction", example["prediction"], "gray")]
-        for column, (label, values, cmap) in enumerate(panels):
-            axis = figure.add_subplot(grid[1, column])
-            axis.imshow(values, cmap=cmap)
-            ys, xs = np.nonzero(example["fixations"])
-            if column == 0:
-                axis.scatter(xs, ys, s=3, c="red")
-            axis.set_title(f"{label} ({example['stem']})" if column == 0 else label, fontsize=8)
-            axis.axis("off")
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return figure
-
-
 @torch.no_grad()
-def example_maps(trunk: nn.Module, head: nn.Module, dataset: Any, scores: RegionScores, sigma: float
+def example_maps(trunk: nn.Module, head: nn.Module, dataset: Dataset, scores: RegionScores, sigma: float
                  ) -> dict[str, Any] | None:
-    """Fig. 7's bottom row for the image whose regions have the largest mean OD."""
+    """Fig. 7's bottom row for the image whose regions have the largest mean OD (None without fixated regions):
+    ``{image, fixations, gt, prediction, stem}``."""
     valid = scores.valid
     if not valid.any():
         return None
@@ -473,65 +283,11 @@ def example_maps(trunk: nn.Module, head: nn.Module, dataset: Any, scores: Region
     }
 
 
-# ------------------------------------------------------------------------------------------------------------
-# the analysis
-# ------------------------------------------------------------------------------------------------------------
-
-
-@register_analysis("output")
-def run_output(context: Any) -> dict[str, Any]:
-    """Eq. 2, Eq. 3, the Fig. 7 statistics and figures for every probed saliency checkpoint."""
-    from saliency_probe.probe import unit_figures
-    from saliency_probe.report.figures import save_figure
-
-    cfg = context.cfg
-    options = output_options(cfg)
-    models = [source for source in context.sources if is_saliency_checkpoint(source)]
-    if not models:
-        raise ValueError(
-            "the output analysis needs a saliency checkpoint (ckpt=... or sweep=... of task=saliency); probed: "
-            + ", ".join(f"{s.name} ({s.kind}, task {s.info.get('task')})" for s in context.sources)
-        )
-    top_k = int(cfg.top_k)
-    datamodule = context.datamodule()
-    dataset = dataset_of(datamodule)
-    categories = list(getattr(dataset, "categories", None) or datamodule.categories)
-    figures_on = bool((cfg.get("figures") or {}).get("enabled", True))
-
-    rows: list[dict[str, Any]] = []
-    regions: list[dict[str, Any]] = []
-    statistics: dict[str, dict[str, Any]] = {}
-    results: dict[str, OutputResult] = {}
-    written: list[str] = []
-    for number, source in enumerate(models):
-        loaded = source.checkpoint()
-        trunk, head = loaded.trunk().eval(), loaded.saliency_head()
-        if head is None:
-            raise ValueError(f"checkpoint {loaded.path} is a saliency checkpoint without the 1x1 head 'head.weight'")
-        scratch = context.scratch_dir / f"output_{number}.npz"
-        module = OutputProbeModule(trunk, head, categories, options.gt_sigma, result_path=scratch)
-        trainer = context.trainer(description=f"output {number + 1}/{len(models)}: {source.name}")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*predict returned None.*")
-            trainer.predict(module, datamodule=datamodule, return_predictions=False)
-        result = module.result if module.result is not None else load_output_result(scratch)
-        results[source.name] = result
-        model_rows = output_rows(source.name, result, categories, top_k)
-        rows.extend(model_rows)
-        regions.extend(region_rows(source.name, result.scores, categories, dataset.stems))
-        statistics[source.name] = model_statistics(model_rows, result.scores, categories, options.alpha)
-        if context.is_global_zero and figures_on:
-            trunk, head = trunk.to(module.device).eval(), head.to(module.device).eval()
-            example = example_maps(trunk, head, dataset, result.scores, options.gt_sigma)
-            figure = fig7(model_rows, result.scores, categories, statistics[source.name], example,
-                          f"{source.name}: inner vs output saliency (Fig. 7)")
-            png = save_figure(figure, context.figures_dir / f"output_fig7_{safe_name(source.name)}.png")
-            written.append(str(png))
-            context.log_image(f"output/fig7/{source.name}", png)
-        del trunk, head, module, trainer, loaded
-
-    primary = primary_model(models, options.model)
-    payload = {
+def statistics_payload(primary: str, statistics: dict[str, dict[str, Any]], options: OutputOptions, top_k: int,
+                       images: int) -> dict[str, Any]:
+    """``statistics.json``: the primary model's tests at the top level, every model's under ``models``, and how
+    each number was computed."""
+    return {
         "model": primary,
         **{key: statistics[primary][key] for key in ("spearman", "anova", "tukey", "anova_os", "tukey_os")},
         "models": statistics,
@@ -546,33 +302,89 @@ def run_output(context: Any) -> dict[str, Any]:
             "alpha": options.alpha,
             "gt_sigma": options.gt_sigma,
             "top_k": top_k,
-            "images": len(dataset),
+            "images": images,
         },
     }
-    if context.is_global_zero:
-        written.append(str(write_csv(context.tables_dir / CSV_NAME, rows, COLUMNS)))
-        written.append(str(write_csv(context.tables_dir / REGIONS_CSV_NAME, regions, REGION_COLUMNS)))
-        written.append(str(write_json(context.tables_dir / STATISTICS_NAME, payload)))
-        header = (f"{len(dataset)} images; GT = fixations blurred with sigma {options.gt_sigma:g} px; inner NSS = "
-                  f"top-{top_k} mean of conv5_3 units; tests at alpha = {options.alpha:g}.")
-        written.append(str(write_text(context.tables_dir / MARKDOWN_NAME, output_markdown(rows, statistics, header))))
-        context.log_table("output/saliency", rows, COLUMNS)
-        if figures_on:
-            written.extend(unit_figures.fine_tuning_figures(context))
-    lines = []
-    for model, summary in statistics.items():
-        rs = summary["spearman"]
-        lines.append(f"{model}: r_s(inner, OS) = {format_number(rs['r'])} (p {_p(rs['p'])}); ANOVA OD p = "
-                     f"{_p(summary['anova']['p'])}; {len(summary['tukey'])} Tukey pair(s) differ")
-    return {
-        "rows": rows,
-        "statistics": payload,
-        "results": results,
-        "files": written,
-        "lines": lines,
-        "summary": {"models": list(statistics), "primary": primary, "spearman": statistics[primary]["spearman"],
-                    "csv": str(context.tables_dir / CSV_NAME)},
-    }
 
 
-run_output.applies_to = applies_to  # type: ignore[attr-defined]
+# ------------------------------------------------------------------------------------------------------------
+# the analysis
+# ------------------------------------------------------------------------------------------------------------
+
+
+@register_analysis
+class OutputAnalysis(Analysis):
+    """Eq. 2, Eq. 3, the Fig. 7 statistics and figures for every probed saliency checkpoint."""
+
+    name = "output"
+
+    def applies_to(self, cfg: DictConfig, sources: Sequence[TrunkSource]) -> bool:
+        """``analyses: auto`` runs the output analysis when a saliency checkpoint is probed."""
+        return any(is_saliency_checkpoint(source) for source in sources)
+
+    def run(self, context: ProbeContext) -> AnalysisResult:
+        options = context.options("output", OutputOptions)
+        figures_on = context.options("figures", FiguresOptions).enabled
+        models = [source for source in context.sources if is_saliency_checkpoint(source)]
+        if not models:
+            raise ValueError(
+                "the output analysis needs a saliency checkpoint (ckpt=... or sweep=... of task=saliency); probed: "
+                + ", ".join(f"{s.name} ({s.kind}, task {s.info.get('task')})" for s in context.sources)
+            )
+        top_k = int(context.cfg.top_k)
+        datamodule = context.datamodule()
+        dataset = context.dataset(datamodule)
+        categories = list(getattr(dataset, "categories", None) or datamodule.categories)
+
+        rows: list[dict[str, Any]] = []
+        regions: list[dict[str, Any]] = []
+        statistics: dict[str, dict[str, Any]] = {}
+        results: dict[str, OutputResult] = {}
+        written: list[str] = []
+        for number, source in enumerate(models):
+            loaded = source.checkpoint()
+            trunk, head = loaded.trunk().eval(), loaded.saliency_head()
+            if head is None:
+                raise ValueError(f"checkpoint {loaded.path} is a saliency checkpoint without the 1x1 head 'head.weight'")
+            module = OutputProbeModule(trunk, head, categories, options.gt_sigma)
+            description = f"output {number + 1}/{len(models)}: {source.name}"
+            result = OutputResult.from_pass(context.predict(module, description, datamodule=datamodule))
+            results[source.name] = result
+            scores = result.scores
+            model_rows = output_rows(source.name, result, categories, top_k)
+            rows.extend(model_rows)
+            regions.extend(region_rows(source.name, scores, categories, dataset.stems))
+            statistics[source.name] = model_statistics(
+                [row["inner_nss"] for row in model_rows], [row["os"] for row in model_rows], scores.os, scores.gt,
+                scores.category, categories, options.alpha,
+            )
+            if context.is_global_zero and figures_on:
+                trunk, head = trunk.to(module.device).eval(), head.to(module.device).eval()
+                example = example_maps(trunk, head, dataset, scores, options.gt_sigma)
+                figure = fig7(model_rows, od_by_category(scores, categories), statistics[source.name], example,
+                              f"{source.name}: inner vs output saliency (Fig. 7)")
+                png = save_figure(figure, context.figures_dir / files.output_fig7_png(safe_name(source.name)))
+                written.append(str(png))
+                context.log_image(f"output/fig7/{source.name}", png)
+            del trunk, head, module, loaded
+
+        primary = primary_model(models, options.model)
+        payload = statistics_payload(primary, statistics, options, top_k, len(dataset))
+        tables = context.tables_dir
+        if context.is_global_zero:
+            written.append(str(write_csv(tables / files.OUTPUT_CSV, rows, COLUMNS)))
+            written.append(str(write_csv(tables / files.OUTPUT_REGIONS_CSV, regions, REGION_COLUMNS)))
+            written.append(str(write_json(tables / files.OUTPUT_STATISTICS, payload)))
+            header = (f"{len(dataset)} images; GT = fixations blurred with sigma {options.gt_sigma:g} px; inner NSS "
+                      f"= top-{top_k} mean of conv5_3 units; tests at alpha = {options.alpha:g}.")
+            written.append(str(write_text(tables / files.OUTPUT_MD, output_markdown(rows, statistics, header))))
+            context.log_table("output/saliency", rows, COLUMNS)
+            if figures_on:
+                written.extend(unit_figures.fine_tuning_figures(context))
+        return AnalysisResult(
+            summary={"models": list(statistics), "primary": primary, "spearman": statistics[primary]["spearman"],
+                     "csv": str(tables / files.OUTPUT_CSV)},
+            lines=output_lines(statistics),
+            files=written,
+            data={"rows": rows, "statistics": payload, "results": results},
+        )

@@ -11,7 +11,8 @@ picks ``val`` (default), ``train`` or ``all``.
 
 Per group: mean NSS over the images with fixations, a bootstrap confidence interval of that mean
 (``scipy.stats.bootstrap``, percentile method, seeded), the image count; plus a two-sided Mann-Whitney U test
-between the groups. Outputs: ``tables/scene_attention.csv`` (``model, prediction, nss, ci_low, ci_high,
+between the groups (both in :mod:`saliency_probe.probe.stats`; the Markdown table is drawn by
+:mod:`saliency_probe.report.scene_attention`). Outputs: ``tables/scene_attention.csv`` (``model, prediction, nss, ci_low, ci_high,
 n_images``; rows ``correct`` and ``wrong``), ``tables/scene_attention_per_image.csv``,
 ``tables/scene_attention.md`` and (with the inner analysis and a saliency checkpoint tuned as deep) Fig. 11 of
 :mod:`saliency_probe.probe.unit_figures`.
@@ -21,98 +22,50 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from scipy import stats
+from omegaconf import DictConfig
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from saliency_probe.io_utils import write_npz
 from saliency_probe.metrics import functional as MF
 from saliency_probe.models.checkpoint import LoadedCheckpoint
 from saliency_probe.models.scene import build_classifier_head
-from saliency_probe.probe.registry import register_analysis
-from saliency_probe.report.tables import format_number, markdown_table, write_csv, write_text
+from saliency_probe.probe import unit_figures
+from saliency_probe.probe.context import AnalysisResult, ProbeContext
+from saliency_probe.probe.options import FiguresOptions, OutputOptions, SceneAttentionOptions
+from saliency_probe.probe.passes import PassResult, ProbePass, RecordCollector
+from saliency_probe.probe.registry import Analysis, register_analysis
+from saliency_probe.probe.sources import TrunkSource
+from saliency_probe.probe.stats import bootstrap_interval, group_test
+from saliency_probe.report import files
+from saliency_probe.report.scene_attention import scene_lines, scene_markdown
+from saliency_probe.report.tables import write_csv, write_text
 
 log = logging.getLogger(__name__)
 
-CSV_NAME = "scene_attention.csv"
-PER_IMAGE_CSV_NAME = "scene_attention_per_image.csv"
-MARKDOWN_NAME = "scene_attention.md"
 COLUMNS = ["model", "prediction", "nss", "ci_low", "ci_high", "n_images"]
 PER_IMAGE_COLUMNS = ["model", "image", "label", "predicted", "correct", "nss"]
-SPLITS = ("val", "train", "all")
 
 
-@dataclass(frozen=True)
-class SceneAttentionOptions:
-    """``cfg.scene_attention``: data location and split, bootstrap settings."""
-
-    root: str | None = None
-    split: str = "val"
-    confidence: float = 0.95
-    n_resamples: int = 9999
-    seed: int = 0
-    batch_size: int | None = None
-
-
-def scene_attention_options(cfg: DictConfig | dict) -> SceneAttentionOptions:
-    """Read ``cfg.scene_attention`` (absent keys take the defaults) and check it."""
-    section = cfg.get("scene_attention") or {}
-    section = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else dict(section)
-    options = SceneAttentionOptions(
-        root=str(section["root"]) if section.get("root") else None,
-        split=str(section.get("split", "val")),
-        confidence=float(section.get("confidence", 0.95)),
-        n_resamples=int(section.get("n_resamples", 9999)),
-        seed=int(section.get("seed", cfg.get("seed", 0))),
-        batch_size=int(section["batch_size"]) if section.get("batch_size") else None,
-    )
-    if options.split not in SPLITS:
-        raise ValueError(f"scene_attention.split must be one of {list(SPLITS)}, got {options.split!r}")
-    if not 0 < options.confidence < 1 or options.n_resamples < 1:
-        raise ValueError(f"scene_attention: need 0 < confidence < 1 and n_resamples >= 1, got {options}")
-    return options
-
-
-def is_scene_checkpoint(source: Any) -> bool:
+def is_scene_checkpoint(source: TrunkSource) -> bool:
+    """A probed checkpoint of the scene task (the models with a scene classifier)."""
     return source.kind == "checkpoint" and str(source.info.get("task")) == "scene"
 
 
-def applies_to(cfg: Any, sources: Sequence[Any]) -> bool:
-    """``analyses: auto`` runs the scene-attention analysis when a scene checkpoint is probed."""
-    return any(is_scene_checkpoint(source) for source in sources)
-
-
 # ------------------------------------------------------------------------------------------------------------
-# statistics (pure functions)
+# per-image values and Table 8 rows (pure functions)
 # ------------------------------------------------------------------------------------------------------------
 
 
 def attention_map(features: Tensor) -> Tensor:
     """The network's attention: the mean over units of ``(B, C, h, w)`` maps, ``(B, h, w)``."""
     return features.mean(dim=1)
-
-
-def bootstrap_interval(values: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean; NaN when fewer than 2 values or all equal."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return math.nan, math.nan
-    if np.ptp(values) == 0:
-        return float(values[0]), float(values[0])
-    result = stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                             method="percentile", rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def split_rows(model: str, nss: np.ndarray, correct: np.ndarray, confidence: float = 0.95,
@@ -127,17 +80,6 @@ def split_rows(model: str, nss: np.ndarray, correct: np.ndarray, confidence: flo
         rows.append({"model": model, "prediction": label, "nss": float(values.mean()) if values.size else math.nan,
                      "ci_low": low, "ci_high": high, "n_images": int(values.size)})
     return rows
-
-
-def group_test(nss: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
-    """Two-sided Mann-Whitney U test between the correct and wrong groups (None when a group is empty)."""
-    nss, correct = np.asarray(nss, dtype=np.float64), np.asarray(correct, dtype=bool)
-    finite = np.isfinite(nss)
-    a, b = nss[correct & finite], nss[~correct & finite]
-    if a.size == 0 or b.size == 0:
-        return {"U": None, "p": None}
-    result = stats.mannwhitneyu(a, b, alternative="two-sided")
-    return {"U": float(result.statistic), "p": float(result.pvalue)}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -161,7 +103,9 @@ def scene_classifier(loaded: LoadedCheckpoint) -> nn.Sequential:
     return head.eval()
 
 
-def scene_dataset(loaded: LoadedCheckpoint, options: SceneAttentionOptions) -> tuple[Dataset, list[str], Any]:
+def scene_dataset(
+    loaded: LoadedCheckpoint, options: SceneAttentionOptions
+) -> tuple[Dataset, list[str], pl.LightningDataModule]:
     """``(held-out items with image, fixations, label; class names; the data module)`` of a scene checkpoint."""
     data_cfg = dict((loaded.metadata.get("config") or {}).get("data") or {})
     if not data_cfg.get("_target_"):
@@ -184,14 +128,36 @@ def scene_dataset(loaded: LoadedCheckpoint, options: SceneAttentionOptions) -> t
     elif options.split == "train":
         dataset = datamodule.train_set
     else:
-        dataset = torch.utils.data.ConcatDataset([datamodule.train_set, datamodule.val_set])
+        dataset = ConcatDataset([datamodule.train_set, datamodule.val_set])
     return dataset, names, datamodule
 
 
-class _Indexed(Dataset):
-    """Items of ``source`` with their position (``position``) so that gathered results can be ordered."""
+def dataset_stems(dataset: Dataset | Sequence[dict[str, Any]]) -> list[str]:
+    """The stems of ``dataset``'s items, in item order.
 
-    def __init__(self, source: Dataset) -> None:
+    Read without loading images where the data set lists them: a ``stems`` attribute, the parts of a
+    :class:`~torch.utils.data.ConcatDataset`, or the ``indices`` into a ``source`` (or ``dataset``) of a subset
+    (:class:`~saliency_probe.data.scene_datamodule.LabelledImages`, :class:`~torch.utils.data.Subset`); else
+    each item's ``stem``.
+    """
+    stems = getattr(dataset, "stems", None)
+    if stems is not None:
+        return [str(stem) for stem in stems]
+    if isinstance(dataset, ConcatDataset):
+        return [stem for part in dataset.datasets for stem in dataset_stems(part)]
+    indices = getattr(dataset, "indices", None)
+    source = getattr(dataset, "source", None)
+    source = getattr(dataset, "dataset", None) if source is None else source
+    if indices is not None and source is not None:
+        source_stems = dataset_stems(source)
+        return [source_stems[int(index)] for index in indices]
+    return [str(dataset[index]["stem"]) for index in range(len(dataset))]  # type: ignore[arg-type]
+
+
+class IndexedItems(Dataset):
+    """Items of ``source`` with their position (``position``), recorded with each result to order and name it."""
+
+    def __init__(self, source: Dataset | Sequence[dict[str, Any]]) -> None:
         self.source = source
 
     def __len__(self) -> int:
@@ -200,56 +166,36 @@ class _Indexed(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = dict(self.source[index])
         item["position"] = index
-        return {key: item[key] for key in ("image", "fixations", "label", "position", "stem")}
+        return {key: item[key] for key in ("image", "fixations", "label", "position")}
 
 
-def _gather(records: Tensor, stems: list[str]) -> tuple[Tensor, list[str]]:
-    """All ranks' records and stems on every rank (identity without torch.distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return records, stems
-    parts: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, (records.cpu(), stems))
-    return torch.cat([part[0] for part in parts], dim=0), [stem for part in parts for stem in part[1]]
-
-
-class SceneAttentionModule(pl.LightningModule):
+class SceneAttentionModule(ProbePass):
     """Per image: the attention map's NSS, the true and the predicted class. ``trunk(images)`` must return the
     conv5_3 post-ReLU maps (a :class:`~saliency_probe.models.backbone.VGGTrunk` does) and ``classifier`` the
-    logits from them. After ``trainer.predict``, ``records`` is an ``(N, 4)`` float64 array ``[position, label,
-    predicted, nss]`` sorted by position and ``stems`` the images' stems in that order (gathered over ranks;
-    rank zero writes both to ``result_path``)."""
+    logits from them. Batches carry each item's ``position`` in the data set (:class:`IndexedItems`).
 
-    def __init__(self, trunk: nn.Module, classifier: nn.Module, result_path: str | Path | None = None) -> None:
+    The result (the same on every rank) holds ``records``, an ``(N, 4)`` float64 array ``[position, label,
+    predicted, nss]`` sorted by position (:func:`dataset_stems` names the positions).
+    """
+
+    def __init__(self, trunk: nn.Module, classifier: nn.Module) -> None:
         super().__init__()
         self.trunk = trunk
         self.classifier = classifier
-        self.result_path = Path(result_path) if result_path is not None else None
-        self._rows: list[Tensor] = []
-        self._stems: list[str] = []
-        self.records: np.ndarray | None = None
-        self.stems: list[str] = []
+        self.images = RecordCollector(4)
         self.eval()
-
-    def on_predict_start(self) -> None:
-        self._rows, self._stems, self.records, self.stems = [], [], None, []
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         features = self.trunk(batch["image"])
         predicted = self.classifier(features).argmax(dim=1)
         scores = MF.nss(attention_map(features), batch["fixations"])
         columns = (batch["position"], batch["label"], predicted, scores)
-        self._rows.append(torch.stack([column.detach().cpu().double() for column in columns], dim=1))
-        self._stems.extend(str(stem) for stem in batch["stem"])
+        self.images.update(torch.stack([column.detach().cpu().double() for column in columns], dim=1))
         return None
 
-    def on_predict_epoch_end(self) -> None:
-        local = torch.cat(self._rows) if self._rows else torch.zeros(0, 4, dtype=torch.float64)
-        records, stems = _gather(local, self._stems)
-        order = np.argsort(records[:, 0].numpy(), kind="stable")
-        self.records = records.numpy()[order]
-        self.stems = [stems[i] for i in order]
-        if self.result_path is not None and self.trainer.is_global_zero:
-            write_npz(self.result_path, {"records": self.records, "stems": np.array(self.stems, dtype=str)})
+    def compute_result(self) -> PassResult:
+        records = self.images.compute().cpu().numpy()
+        return {"records": records[np.argsort(records[:, 0], kind="stable")]}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -257,84 +203,72 @@ class SceneAttentionModule(pl.LightningModule):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def scene_markdown(rows: Sequence[dict[str, Any]], tests: dict[str, dict[str, Any]], header: str) -> str:
-    lines = ["# Scene network attention vs human fixations (Table 8)", "", header, ""]
-    body = [[row["model"], row["prediction"], format_number(row["nss"], 3),
-             f"[{format_number(row['ci_low'], 3)}, {format_number(row['ci_high'], 3)}]", str(row["n_images"])]
-            for row in rows]
-    lines += [markdown_table(["model", "prediction", "NSS", "CI", "images"], body), ""]
-    for model, test in tests.items():
-        p = "–" if test["p"] is None else f"{test['p']:.2g}"
-        lines.append(f"- {model}: Mann-Whitney U correct vs wrong = {format_number(test['U'], 1)}, p = {p}")
-    return "\n".join(lines).rstrip() + "\n"
+def per_image_rows(model: str, records: np.ndarray, stems: Sequence[str], names: Sequence[str]
+                   ) -> list[dict[str, Any]]:
+    """``scene_attention_per_image.csv`` rows from a pass's ``[position, label, predicted, nss]`` records
+    (``stems``: of every data-set position; ``names``: the class names)."""
+    positions, labels, predicted = (records[:, column].astype(int) for column in range(3))
+    return [{"model": model, "image": stems[position], "label": names[a], "predicted": names[b],
+             "correct": bool(a == b), "nss": float(s)}
+            for position, a, b, s in zip(positions, labels, predicted, records[:, 3], strict=True)]
 
 
-@register_analysis("scene_attention")
-def run_scene_attention(context: Any) -> dict[str, Any]:
+@register_analysis
+class SceneAttentionAnalysis(Analysis):
     """Table 8 for every probed scene checkpoint (see the module docstring)."""
-    from saliency_probe.probe import unit_figures
-    from saliency_probe.probe.output import output_options
 
-    cfg = context.cfg
-    options = scene_attention_options(cfg)
-    models = [source for source in context.sources if is_scene_checkpoint(source)]
-    if not models:
-        raise ValueError(
-            "the scene_attention analysis needs a scene checkpoint (ckpt=... or sweep=... of task=scene); probed: "
-            + ", ".join(f"{s.name} ({s.kind}, task {s.info.get('task')})" for s in context.sources)
+    name = "scene_attention"
+
+    def applies_to(self, cfg: DictConfig, sources: Sequence[TrunkSource]) -> bool:
+        """``analyses: auto`` runs the scene-attention analysis when a scene checkpoint is probed."""
+        return any(is_scene_checkpoint(source) for source in sources)
+
+    def run(self, context: ProbeContext) -> AnalysisResult:
+        options = context.options("scene_attention", SceneAttentionOptions)
+        models = [source for source in context.sources if is_scene_checkpoint(source)]
+        if not models:
+            raise ValueError(
+                "the scene_attention analysis needs a scene checkpoint (ckpt=... or sweep=... of task=scene); "
+                "probed: " + ", ".join(f"{s.name} ({s.kind}, task {s.info.get('task')})" for s in context.sources)
+            )
+        rows: list[dict[str, Any]] = []
+        per_image: list[dict[str, Any]] = []
+        tests: dict[str, dict[str, Any]] = {}
+        written: list[str] = []
+        sizes: dict[str, int] = {}
+        for number, source in enumerate(models):
+            loaded = source.checkpoint()
+            dataset, names, datamodule = scene_dataset(loaded, options)
+            batch_size = options.batch_size or int(getattr(datamodule, "batch_size", 8))
+            loader = DataLoader(IndexedItems(dataset), batch_size=batch_size, shuffle=False,
+                                num_workers=int(getattr(datamodule, "num_workers", 0)))
+            module = SceneAttentionModule(loaded.trunk().eval(), scene_classifier(loaded))
+            description = f"scene attention {number + 1}/{len(models)}: {source.name}"
+            records = context.predict(module, description, dataloaders=loader)["records"]
+            labels, predicted, nss = records[:, 1].astype(int), records[:, 2].astype(int), records[:, 3]
+            correct = labels == predicted
+            rows.extend(split_rows(source.name, nss, correct, options.confidence, options.n_resamples, options.seed))
+            tests[source.name] = group_test(nss, correct)
+            sizes[source.name] = len(records)
+            per_image.extend(per_image_rows(source.name, records, dataset_stems(dataset), names))
+            del module, loaded
+        tables = context.tables_dir
+        if context.is_global_zero:
+            header = (f"Attention = mean of the conv5_3 maps; NSS against the fixations of the held-out images "
+                      f"(split {options.split!r} of each checkpoint's training data); {options.confidence:.0%} "
+                      f"percentile bootstrap interval of the mean ({options.n_resamples} resamples, seed "
+                      f"{options.seed}).")
+            written.append(str(write_csv(tables / files.SCENE_CSV, rows, COLUMNS)))
+            written.append(str(write_csv(tables / files.SCENE_PER_IMAGE_CSV, per_image, PER_IMAGE_COLUMNS)))
+            written.append(str(write_text(tables / files.SCENE_MD, scene_markdown(rows, tests, header))))
+            context.log_table("scene_attention/nss", rows, COLUMNS)
+            if context.options("figures", FiguresOptions).enabled:
+                gt_sigma = context.options("output", OutputOptions).gt_sigma
+                written.extend(unit_figures.task_figures(context, gt_sigma))
+        return AnalysisResult(
+            summary={"models": [s.name for s in models], "images": sizes, "split": options.split,
+                     "csv": str(tables / files.SCENE_CSV)},
+            lines=scene_lines(rows),
+            files=written,
+            data={"rows": rows, "per_image": per_image, "tests": tests},
         )
-    rows: list[dict[str, Any]] = []
-    per_image: list[dict[str, Any]] = []
-    tests: dict[str, dict[str, Any]] = {}
-    written: list[str] = []
-    sizes: dict[str, int] = {}
-    for number, source in enumerate(models):
-        loaded = source.checkpoint()
-        dataset, names, datamodule = scene_dataset(loaded, options)
-        batch_size = options.batch_size or int(getattr(datamodule, "batch_size", 8))
-        loader = DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False,
-                            num_workers=int(getattr(datamodule, "num_workers", 0)))
-        scratch = context.scratch_dir / f"scene_attention_{number}.npz"
-        module = SceneAttentionModule(loaded.trunk().eval(), scene_classifier(loaded), result_path=scratch)
-        trainer = context.trainer(description=f"scene attention {number + 1}/{len(models)}: {source.name}")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*predict returned None.*")
-            trainer.predict(module, dataloaders=loader, return_predictions=False)
-        records, stems = module.records, module.stems
-        if records is None:
-            with np.load(scratch, allow_pickle=False) as data:
-                records, stems = data["records"], [str(stem) for stem in data["stems"]]
-        labels, predicted, nss = records[:, 1].astype(int), records[:, 2].astype(int), records[:, 3]
-        correct = labels == predicted
-        rows.extend(split_rows(source.name, nss, correct, options.confidence, options.n_resamples, options.seed))
-        tests[source.name] = group_test(nss, correct)
-        sizes[source.name] = len(records)
-        per_image.extend({"model": source.name, "image": stem, "label": names[a], "predicted": names[b],
-                          "correct": bool(a == b), "nss": float(s)}
-                         for stem, a, b, s in zip(stems, labels, predicted, nss, strict=True))
-        del module, trainer, loaded
-    if context.is_global_zero:
-        header = (f"Attention = mean of the conv5_3 maps; NSS against the fixations of the held-out images "
-                  f"(split {options.split!r} of each checkpoint's training data); {options.confidence:.0%} percentile "
-                  f"bootstrap interval of the mean ({options.n_resamples} resamples, seed {options.seed}).")
-        written.append(str(write_csv(context.tables_dir / CSV_NAME, rows, COLUMNS)))
-        written.append(str(write_csv(context.tables_dir / PER_IMAGE_CSV_NAME, per_image, PER_IMAGE_COLUMNS)))
-        written.append(str(write_text(context.tables_dir / MARKDOWN_NAME, scene_markdown(rows, tests, header))))
-        context.log_table("scene_attention/nss", rows, COLUMNS)
-        if bool((cfg.get("figures") or {}).get("enabled", True)):
-            written.extend(unit_figures.task_figures(context, output_options(cfg).gt_sigma))
-    lines = [f"{row['model']}: {row['prediction']:<7} NSS {format_number(row['nss'], 3)} "
-             f"[{format_number(row['ci_low'], 3)}, {format_number(row['ci_high'], 3)}] ({row['n_images']} images)"
-             for row in rows]
-    return {
-        "rows": rows,
-        "per_image": per_image,
-        "tests": tests,
-        "files": written,
-        "lines": lines,
-        "summary": {"models": [s.name for s in models], "images": sizes, "split": options.split,
-                    "csv": str(context.tables_dir / CSV_NAME)},
-    }
-
-
-run_scene_attention.applies_to = applies_to  # type: ignore[attr-defined]

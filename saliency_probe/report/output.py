@@ -1,0 +1,134 @@
+"""Rendering of the output analysis (Eqs. 2-3, Fig. 7): ``tables/output_saliency.md``, ``figures/output_fig7_*``
+and its console lines, from plain rows, statistics dicts and arrays (docs/analyses.md describes them).
+
+A row is one ``output_saliency.csv`` row (``model, category, inner_nss, os, od, n_regions``); a model's
+statistics are its ``statistics.json`` entry (``spearman``, ``anova``, ``tukey``, ``anova_os``, ``tukey_os``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from saliency_probe.report.tables import format_number, markdown_table
+
+__all__ = ["output_markdown", "output_lines", "fig7"]
+
+
+def _p(value: float | None) -> str:
+    """A p-value with 2 significant digits, an en dash for None."""
+    return "–" if value is None else f"{value:.2g}"
+
+
+def output_markdown(rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, Mapping[str, Any]], header: str) -> str:
+    """``output_saliency.md``: per model, inner saliency, OS_c, OD_c and regions per category, then the tests.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        ``output_saliency.csv`` rows of every model.
+    statistics : mapping
+        Model name -> its statistics (the models in this order).
+    header : str
+        Paragraph under the title (data and settings).
+    """
+    lines = ["# Output saliency (Eq. 2) and output difference (Eq. 3)", "", header, ""]
+    for model, summary in statistics.items():
+        subset = [row for row in rows if row["model"] == model]
+        lines += [f"## {model}", ""]
+        body = [[row["category"], format_number(row["inner_nss"]), format_number(row["os"]),
+                 format_number(row["od"]), str(row["n_regions"])] for row in subset]
+        lines += [markdown_table(["category", "inner NSS (conv5_3 top-k)", "OS_c", "OD_c", "regions"], body), ""]
+        rs, anova = summary["spearman"], summary["anova"]
+        lines.append(f"- Spearman r_s(inner, OS) = {format_number(rs['r'])} (p = {_p(rs['p'])}, "
+                     f"{rs['n_categories']} categories)")
+        lines.append(f"- ANOVA on per-region OD: F({anova['df_between']}, {anova['df_within']}) = "
+                     f"{format_number(anova['F'])}, p = {_p(anova['p'])}; Tukey HSD pairs that differ: "
+                     + (", ".join(f"{p['a']}/{p['b']}" for p in summary["tukey"]) or "none"))
+        anova_os = summary["anova_os"]
+        lines.append(f"- ANOVA on per-region OS: F = {format_number(anova_os['F'])}, p = {_p(anova_os['p'])}; "
+                     f"Tukey pairs that differ: {len(summary['tukey_os'])}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def output_lines(statistics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The console summary: one line per model (r_s, the ANOVA p on OD, the Tukey pairs that differ)."""
+    lines = []
+    for model, summary in statistics.items():
+        rs = summary["spearman"]
+        lines.append(f"{model}: r_s(inner, OS) = {format_number(rs['r'])} (p {_p(rs['p'])}); ANOVA OD p = "
+                     f"{_p(summary['anova']['p'])}; {len(summary['tukey'])} Tukey pair(s) differ")
+    return lines
+
+
+def fig7(
+    rows: Sequence[Mapping[str, Any]],
+    od_by_category: Mapping[str, np.ndarray],
+    summary: Mapping[str, Any],
+    example: Mapping[str, Any] | None,
+    title: str,
+) -> Figure:
+    """Fig. 7 of one model.
+
+    Top: inner vs output saliency per category (names on the points, r_s in the title) and OD_c per category in
+    increasing inner saliency (error bars: 1.96 standard errors of the mean, the ANOVA p in the title). Bottom,
+    with ``example``: the image with its fixations, its ground truth and the model's prediction.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        The model's ``output_saliency.csv`` rows.
+    od_by_category : mapping
+        Category name -> the per-region OD values of its regions with fixations (for the error bars).
+    summary : mapping
+        The model's statistics (``spearman``, ``anova``).
+    example : mapping or None
+        ``{image (H, W, 3), fixations (H, W) bool, gt (H, W), prediction (H, W), stem}``.
+    title : str
+        Figure title.
+    """
+    has_example = example is not None
+    figure = Figure(figsize=(11, 7.6 if has_example else 4.0))
+    grid = figure.add_gridspec(2 if has_example else 1, 3)
+    scatter = figure.add_subplot(grid[0, :2])
+    inner = np.array([row["inner_nss"] for row in rows])
+    output = np.array([row["os"] for row in rows])
+    scatter.scatter(inner, output, c="tab:blue", s=28)
+    for row in rows:
+        scatter.annotate(row["category"], (row["inner_nss"], row["os"]), fontsize=7, xytext=(3, 3),
+                         textcoords="offset points")
+    rs = summary["spearman"]
+    scatter.set_xlabel("inner saliency (conv5_3 top-k mean NSS)")
+    scatter.set_ylabel("output saliency OS_c")
+    scatter.set_title(f"r_s = {format_number(rs['r'])} (p = {_p(rs['p'])})", fontsize=9)
+    bars = figure.add_subplot(grid[0, 2])
+    order = np.argsort(inner)
+    names = [rows[i]["category"] for i in order]
+    errors = []
+    for name in names:
+        values = np.asarray(od_by_category.get(name, ()), dtype=np.float64)
+        errors.append(1.96 * values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else 0.0)
+    bars.bar(range(len(names)), [rows[i]["od"] for i in order], yerr=errors, color="tab:orange", capsize=2)
+    bars.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    bars.set_ylabel("OD_c (mean |NSS pred - NSS GT|)")
+    anova = summary["anova"]
+    bars.set_title(f"ANOVA p = {_p(anova['p'])}", fontsize=9)
+    if example is not None:
+        panels = [("image", example["image"], None), ("ground truth", example["gt"], "gray"),
+                  ("prediction", example["prediction"], "gray")]
+        for column, (label, values, cmap) in enumerate(panels):
+            axis = figure.add_subplot(grid[1, column])
+            axis.imshow(values, cmap=cmap)
+            ys, xs = np.nonzero(example["fixations"])
+            if column == 0:
+                axis.scatter(xs, ys, s=3, c="red")
+            axis.set_title(f"{label} ({example['stem']})" if column == 0 else label, fontsize=8)
+            axis.axis("off")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
