@@ -1,5 +1,5 @@
 """Every metric class gives the 1-process value under 2-process DDP (gloo, CPU) on the same data, with an
-uneven split of images between the ranks (docs/protocol.md, "DDP": states are sums and counts reduced by sum)."""
+uneven split of images between the ranks (docs/protocol.md, DDP: states are sums and counts reduced by sum)."""
 
 from __future__ import annotations
 

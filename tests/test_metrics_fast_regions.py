@@ -9,8 +9,9 @@ import torch
 from region_sets_reference import as_masks, mask_region_sets
 from test_metrics_functional import naive_region_nss, np_resize, random_fixations
 
-from saliency_probe.metrics import RegionNSS, _resize
+from saliency_probe.metrics import RegionNSS
 from saliency_probe.metrics import functional as MF
+from saliency_probe.metrics import resize as _resize
 from saliency_probe.probe.regions import probe_region_points
 
 CATEGORIES = ["face", "text", "object"]

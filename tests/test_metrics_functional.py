@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from saliency_probe.metrics import functional as MF
-from saliency_probe.metrics._resize import project_weights
+from saliency_probe.metrics.resize import project_weights
 
 MIT_EPS = 2.2204e-16
 

@@ -1,5 +1,5 @@
 """torchmetrics classes over ``functional``: states are sums and counts reduced by sum, so that one process
-and several DDP processes give the same number (docs/protocol.md, "DDP": a per-rank mean is wrong under DDP).
+and several DDP processes give the same number (docs/protocol.md, DDP: a per-rank mean is wrong under DDP).
 
 Images without fixations and regions without fixations are excluded from every mean and counted
 (``excluded_images`` / ``excluded_regions``); they never turn a result into NaN. Under DDP the helpers

@@ -5,7 +5,7 @@ resized bilinearly (``align_corners=False``); fixation maps are binary (any nonz
 pixel counts once); std is the population std; a constant map (up to rounding noise) gives NSS 0 and CC 0;
 densities for SIM and KLD shift negative maps to 0 and use a uniform density for an all-zero map.
 
-The z-score metrics (``nss``, ``region_nss``, ``nmm``) use the exact small-map algebra of ``_resize``:
+The z-score metrics (``nss``, ``region_nss``, ``nmm``) use the exact small-map algebra of :mod:`saliency_probe.metrics.resize`:
 statistics in float64 from the small map, never a full-resolution map per unit.
 """
 
@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from saliency_probe.metrics._resize import (
+from saliency_probe.metrics.resize import (
     MapStats,
     accumulation_dtype,
     project_points,
@@ -117,7 +117,7 @@ def nss(saliency_map: Tensor, fixation_map: Tensor) -> Tensor:
 
 
 class FixatedRegions(NamedTuple):
-    """Regions given by the fixated pixels they hold: the fast input form of region NSS (docs/protocol.md, "Exact small-map algebra").
+    """Regions given by the fixated pixels they hold: the fast input form of region NSS (docs/protocol.md, Exact small-map algebra).
 
     A region enters Eq. 1 only through its fixated pixels, so the batch's unique fixated pixels and, for each,
     the region slots that hold it say everything the ``(B, R, H, W)`` masks say, in a few kilobytes. Build one

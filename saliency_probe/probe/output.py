@@ -39,7 +39,7 @@ from saliency_probe.io_utils import safe_name, write_json
 from saliency_probe.maps import blur
 from saliency_probe.metrics import RegionNSS
 from saliency_probe.metrics import functional as MF
-from saliency_probe.metrics._resize import accumulation_dtype, resize_bilinear
+from saliency_probe.metrics.resize import accumulation_dtype, resize_bilinear
 from saliency_probe.models.backbone import LAYER_CHANNELS
 from saliency_probe.probe import unit_figures
 from saliency_probe.probe.activations import LayerActivations

@@ -30,7 +30,7 @@ from torch import nn
 from saliency_probe.io_utils import safe_name
 from saliency_probe.maps import blur
 from saliency_probe.metrics import functional as MF
-from saliency_probe.metrics._resize import resize_bilinear
+from saliency_probe.metrics.resize import resize_bilinear
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import ProbeContext
 from saliency_probe.probe.options import FiguresOptions

@@ -1,4 +1,4 @@
-"""Bilinear resizing as matrices, and the exact small-map algebra built on them (docs/protocol.md, "Exact small-map algebra").
+"""Bilinear resizing as matrices, and the exact small-map algebra built on them (docs/protocol.md, Exact small-map algebra).
 
 Bilinear resizing with ``align_corners=False`` is linear and separable: ``S = U_h A U_w^T`` with
 ``U_h`` of shape ``(H, h)`` and ``U_w`` of shape ``(W, w)``. Every "mean of the z-scored resized map over a
@@ -24,7 +24,7 @@ from torch import Tensor
 # Elements of the (points, regions, taps) temporaries of the sparse projection, per chunk.
 _CHUNK_ELEMENTS = 1 << 22
 # Small-map elements per pass of MapStats: about 2 MB of float64, so that the float64 copy, the centred map
-# and the products stay in a core's cache instead of making one trip through memory each (docs/protocol.md, "Targets").
+# and the products stay in a core's cache instead of making one trip through memory each (docs/protocol.md, Targets).
 _STATS_CHUNK_ELEMENTS = 1 << 18
 
 
