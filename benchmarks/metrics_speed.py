@@ -1,7 +1,7 @@
 """Speed and exactness of region NSS (Eq. 1) for one image and one layer: the authors' per-map resize loop,
 the batched full-resolution computation, and the exact small-map algebra of ``region_nss``.
 
-Defaults follow docs/protocol.md, "Exact small-map algebra": 512 units of 14x14 (conv5_3), an 800x600 OSIE image, 5 regions, about
+Defaults follow docs/protocol.md, Exact small-map algebra: 512 units of 14x14 (conv5_3), an 800x600 OSIE image, 5 regions, about
 150 unique fixated pixels. Run:
 
     python benchmarks/metrics_speed.py                       # print the table

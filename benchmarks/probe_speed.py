@@ -1,5 +1,5 @@
 """Cost of the inner-representation probe: time for all probed layers against a forward pass of the same trunk
-on the same images (target <= 1.15, docs/protocol.md, "Targets"), and peak memory for 10 vs 100 images (target: flat).
+on the same images (target <= 1.15, docs/protocol.md, Targets), and peak memory for 10 vs 100 images (target: flat).
 
 Data: the embedded synthetic set's OSIE + OSIE-SR part at OSIE's size (600x800), generated under ``--root`` on
 first use. The timing runs on batches held in memory (both sides see the same tensors, no I/O); the memory runs
@@ -227,7 +227,7 @@ def report(args: argparse.Namespace, device: torch.device, speed: dict, mem: lis
     verdict = "met" if probe <= 1.15 else "**not met**"
     lines += [
         "",
-        f"Target: probe <= 1.15 x forward (docs/protocol.md, "Targets"): {verdict} here (median ratio {probe:.3f}).",
+        f"Target: probe <= 1.15 x forward (docs/protocol.md, Targets): {verdict} here (median ratio {probe:.3f}).",
         "",
         "Peak memory of a streaming `trainer.predict` (6 layers + shuffled control), one fresh process each:",
         "",

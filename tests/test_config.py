@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
+from test_probe import synthetic_overrides
 from torch import nn
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -150,19 +151,7 @@ def leaves(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def tiny_synthetic(root: Path) -> list[str]:
     """Overrides of a synthetic data config: the session's small set (``synthetic_root``), 64 px, batch 4."""
-    s = SMALL_SYNTHETIC
-    return [
-        f"data.root={root}",
-        f"data.num_train={s['num_train']}",
-        f"data.num_val={s['num_val']}",
-        f"data.num_probe={s['num_probe']}",
-        f"data.salicon_hw=[{s['salicon_hw'][0]},{s['salicon_hw'][1]}]",
-        f"data.osie_hw=[{s['osie_hw'][0]},{s['osie_hw'][1]}]",
-        f"data.num_observers={s['num_observers']}",
-        f"data.image_size={IMAGE_SIZE}",
-        f"data.batch_size={BATCH_SIZE}",
-        f"seed={s['seed']}",
-    ]
+    return [*synthetic_overrides(root, IMAGE_SIZE), f"data.batch_size={BATCH_SIZE}"]
 
 
 def trains(datamodule: pl.LightningDataModule) -> bool:
