@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from saliency_probe.data.osie_sr import OsieSrDataset
 from saliency_probe.data.popout_datamodule import data_is_popout
 from saliency_probe.io_utils import safe_name, write_text
 from saliency_probe.metrics import functional as MF
@@ -100,7 +101,7 @@ def inner_rows(
 @torch.no_grad()
 def best_unit_panels(
     trunk: torch.nn.Module,
-    dataset: Any,
+    dataset: OsieSrDataset,
     unit_means: dict[str, np.ndarray],
     categories: Sequence[str],
     search_images: int,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from saliency_probe.data.osie_sr import OsieSrDataset
 from saliency_probe.io_utils import safe_name
 from saliency_probe.maps import blur
 from saliency_probe.metrics import functional as MF
@@ -34,6 +35,7 @@ from saliency_probe.metrics.resize import resize_bilinear
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import ProbeContext
 from saliency_probe.probe.options import FiguresOptions
+from saliency_probe.probe.sources import TrunkSource
 from saliency_probe.report import files
 from saliency_probe.report.figures import save_figure
 from saliency_probe.report.units import map_row
@@ -51,11 +53,11 @@ LAYER = "conv5_3"
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _layers(source: Any) -> str:
+def _layers(source: TrunkSource) -> str:
     return str(source.info.get("finetune_layers"))
 
 
-def reference_source(sources: Sequence[Any]) -> Any | None:
+def reference_source(sources: Sequence[TrunkSource]) -> TrunkSource | None:
     """The trunk "before fine-tuning": a probed ``backbone.weights`` model, else a checkpoint whose
     ``finetune_layers`` is 0 (saliency first), else None."""
     primary = [s for s in sources if not s.control]
@@ -67,12 +69,12 @@ def reference_source(sources: Sequence[Any]) -> Any | None:
     return untuned[0] if untuned else None
 
 
-def tuned(sources: Sequence[Any], task: str) -> list[Any]:
+def tuned(sources: Sequence[TrunkSource], task: str) -> list[TrunkSource]:
     """Checkpoints of ``task`` whose trunk was fine-tuned (``finetune_layers`` not 0)."""
     return [s for s in sources if s.kind == "checkpoint" and s.info.get("task") == task and _layers(s) != "0"]
 
 
-def task_triples(sources: Sequence[Any]) -> list[tuple[Any, Any, Any]]:
+def task_triples(sources: Sequence[TrunkSource]) -> list[tuple[TrunkSource, TrunkSource, TrunkSource]]:
     """``(pretrained, scene-tuned, saliency-tuned)`` for every fine-tuned layer count both tasks share."""
     reference = reference_source(sources)
     if reference is None:
@@ -121,7 +123,7 @@ class Example:
     items: list[dict[str, Any]]
 
 
-def search_set(dataset: Any, count: int, category: str) -> Example:
+def search_set(dataset: OsieSrDataset, count: int, category: str) -> Example:
     """The first ``count`` probe images that hold a fixated region of ``category`` (annotations and fixations
     are scanned in data-set order; only the chosen images are loaded)."""
     indices = []
