@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 
 from saliency_probe.io_utils import write_json
-from saliency_probe.models.backbone import check_weights_available, parse_finetune_layers
+from saliency_probe.models.backbone import BackboneSpec, architecture, check_weights_available
 from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity, to_plain
 
@@ -45,8 +46,9 @@ def _plain_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job and return its summary (also written to ``<output dir>/summary.json``)."""
     finetune_layers = cfg.finetune.layers
-    parse_finetune_layers(finetune_layers)  # fail before any work, listing the valid values
-    check_weights_available(cfg.backbone.get("weights"))  # offline without the file: fail now, naming it
+    backbone = BackboneSpec.from_config(cfg.backbone)  # an unknown backbone fails here, listing the valid ones
+    architecture(backbone).parse_finetune(finetune_layers)  # fail before any work, listing the valid values
+    check_weights_available(backbone.weights, backbone)  # offline without the file: fail now, naming it
     if cfg.get("print_config"):
         print_config_tree(cfg, title=f"train.py ({cfg.task.name})")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -69,7 +71,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger else False)
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with warnings.catch_warnings():  # the frozen part of the trunk is in eval mode on purpose (FreezeLayers)
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary = _summarise(cfg, trainer, module, datamodule, run_dir, name, group)
         if trainer.is_global_zero:
             write_json(run_dir / "summary.json", summary)
@@ -98,6 +102,7 @@ def _summarise(
     metrics = _plain_metrics({k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
     summary: dict[str, Any] = {
         "task": str(cfg.task.name),
+        "backbone": BackboneSpec.from_config(cfg.backbone).name,
         "finetune_layers": str(cfg.finetune.layers),
         "trainable_params": count_trainable_parameters(module),
         "metrics": metrics,

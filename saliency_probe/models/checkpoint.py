@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from saliency_probe.models.backbone import CONV_LAYER_NAMES, VGGTrunk
+from saliency_probe.models.backbone import BackboneSpec, Trunk, build_trunk
+from saliency_probe.models.trunks import SaliencyNetwork
 
 FORMAT_VERSION = 1
 METADATA_KEY = "saliency_probe"
@@ -27,12 +28,15 @@ class CheckpointMetadataMixin:
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # Lightning hook
         hparams = dict(getattr(self, "hparams", {}))
+        trunk: Trunk = getattr(self, "trunk")  # noqa: B009 - every task module has one
+        table = trunk.layer_table
         checkpoint[METADATA_KEY] = {
             "format_version": FORMAT_VERSION,
             "task": self.task,
             "run_name": hparams.get("run_name"),
             "finetune_layers": str(hparams.get("finetune_layers")),
-            "trunk_layers": list(CONV_LAYER_NAMES),
+            "trunk_layers": table.names,
+            "backbone": backbone_record(trunk.spec, table),
             "config": hparams.get("run_config") or {},
             "wandb_run_id": _wandb_run_id(self),
         }
@@ -44,6 +48,13 @@ class CheckpointMetadataMixin:
         for module in self.modules():  # type: ignore[attr-defined]
             if isinstance(module, Metric):
                 module.reset()
+
+
+def backbone_record(spec: BackboneSpec, table: Any) -> dict[str, Any]:
+    """What a checkpoint records of its backbone: name, starting weights, the config, the layer table, the
+    head layer (``probe.py ckpt=...`` rebuilds the trunk from ``config``)."""
+    return {"name": spec.name, "weights": spec.weights, "config": spec.to_dict(), "layers": table.as_list(),
+            "head_layer": table.head}
 
 
 def _wandb_run_id(module: object) -> str | None:
@@ -72,14 +83,28 @@ class LoadedCheckpoint:
     def run_name(self) -> str:
         return str(self.metadata.get("run_name") or self.path.stem)
 
-    def trunk(self) -> VGGTrunk:
-        """The trunk with this checkpoint's weights (keys ``trunk.features.*``)."""
-        trunk = VGGTrunk()
+    @property
+    def backbone(self) -> BackboneSpec:
+        """The backbone the checkpoint was trained on (checkpoints from before backbones were recorded: VGG-16)."""
+        record = self.metadata.get("backbone") or {}
+        return BackboneSpec.from_config(record.get("config") or {"name": record.get("name", "vgg16")})
+
+    def trunk(self) -> Trunk:
+        """The trunk with this checkpoint's weights (keys ``trunk.*``), rebuilt from its recorded backbone."""
+        spec = self.backbone
+        try:
+            trunk = build_trunk(None, spec)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(
+                f"checkpoint {self.path} was trained on {spec.describe()}, which cannot be built here ({error}); "
+                "put the module of backbone._target_ on PYTHONPATH"
+            ) from error
         prefix = "trunk."
         state = {key[len(prefix) :]: value for key, value in self.state_dict.items() if key.startswith(prefix)}
         missing, unexpected = trunk.load_state_dict(state, strict=False)
+        missing = [key for key in missing if not key.endswith("num_batches_tracked")]
         if missing:
-            raise ValueError(f"checkpoint {self.path} lacks trunk weights {missing[:4]}...")
+            raise ValueError(f"checkpoint {self.path} lacks trunk weights {missing[:4]}... of {spec.describe()}")
         return trunk
 
     def saliency_head(self) -> nn.Conv2d | None:
@@ -90,6 +115,17 @@ class LoadedCheckpoint:
         head = nn.Conv2d(weight.shape[1], weight.shape[0], kernel_size=1, bias=False)
         head.weight.data.copy_(weight)
         return head
+
+    def saliency_network(self) -> SaliencyNetwork | None:
+        """Images -> the saliency checkpoint's maps ``(B, 1, h, w)`` (1x1 head, or the model's own output);
+        None for other tasks."""
+        if self.task != "saliency":
+            return None
+        trunk = self.trunk()
+        head = self.saliency_head()
+        if head is None and not trunk.has_output:
+            raise ValueError(f"checkpoint {self.path} is a saliency checkpoint without the 1x1 head 'head.weight'")
+        return SaliencyNetwork(trunk, head).eval()
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:

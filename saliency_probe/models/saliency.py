@@ -1,4 +1,7 @@
-"""The saliency model of the paper: VGG-16 trunk + 1x1 conv head (no bias), trained with loss -NSS."""
+"""The saliency model of the paper: a trunk (VGG-16 by default) + 1x1 conv head (no bias), trained with loss -NSS.
+
+With ``backbone=custom`` and ``backbone.output`` the model's own output is the prediction (no 1x1 head).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +14,16 @@ from torch import nn
 from saliency_probe.maps import fixation_density
 from saliency_probe.metrics import CC, NSS
 from saliency_probe.metrics.functional import nss
-from saliency_probe.models.backbone import LAYER_CHANNELS, build_trunk
+from saliency_probe.models.backbone import BackboneSpec, build_trunk
 from saliency_probe.models.checkpoint import CheckpointMetadataMixin
 from saliency_probe.models.optim import configure_from_config
 
 
 class SaliencyModule(CheckpointMetadataMixin, pl.LightningModule):
-    """Trunk to conv5_3 (post-ReLU), then ``Conv2d(512, 1, 1, bias=False)``; output at conv5_3 resolution.
+    """Trunk to its head layer (VGG-16: conv5_3, post-ReLU), then ``Conv2d(C, 1, 1, bias=False)``; output at the
+    head layer's resolution.
 
+    ``backbone`` is the ``backbone`` config (a dict; None = VGG-16), ``weights`` its starting weights.
     ``optimizer`` and ``scheduler`` are plain config dicts (``_target_`` + arguments, instantiated here) so that
     checkpoints hold plain containers only and load with ``torch.load(weights_only=True)``.
     """
@@ -34,16 +39,21 @@ class SaliencyModule(CheckpointMetadataMixin, pl.LightningModule):
         gt_sigma: float = 24.0,
         run_config: dict[str, Any] | None = None,
         run_name: str | None = None,
+        backbone: dict[str, Any] | str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.trunk = build_trunk(weights)
-        self.head = nn.Conv2d(LAYER_CHANNELS["conv5_3"], 1, kernel_size=1, bias=False)
+        self.trunk = build_trunk(weights, BackboneSpec.from_config(backbone, weights=weights))
+        table = self.trunk.layer_table
+        self.head = None if self.trunk.has_output else nn.Conv2d(
+            self.trunk.layer(table.head).channels, 1, kernel_size=1, bias=False)
         self.val_nss = NSS()
         self.val_cc = CC()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Saliency maps ``(B, h, w)`` at the conv5_3 resolution (resize happens in the metric)."""
+        """Saliency maps ``(B, h, w)`` at the head layer's resolution (resize happens in the metric)."""
+        if self.head is None:
+            return self.trunk.saliency(images).squeeze(1)
         return self.head(self.trunk(images)).squeeze(1)
 
     def loss(self, predictions: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""The scene classifier of the paper's Section 8: the saliency model's trunk + pool5 + 3 FC layers."""
+"""The scene classifier of the paper's Section 8: the saliency model's trunk + pool5 + 3 FC layers.
+
+On trunks other than VGG the head is ours: global average pooling of the head layer, then the same three FC
+layers (docs/backbones.md).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,32 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from saliency_probe.models.backbone import build_trunk, load_vgg16_state_dict
+from saliency_probe.models.backbone import BackboneSpec, build_trunk, load_state_dict
 from saliency_probe.models.checkpoint import CheckpointMetadataMixin
 from saliency_probe.models.optim import configure_from_config
 
 
-def build_classifier_head(num_classes: int, dropout: float = 0.5, hidden_features: int = 4096) -> nn.Sequential:
-    """pool5, adaptive pooling to 7x7, flatten, FC 4096, FC 4096, FC K (ReLU + dropout between).
+def build_classifier_head(
+    num_classes: int, dropout: float = 0.5, hidden_features: int = 4096, in_channels: int = 512,
+    pooling: str = "pool5",
+) -> nn.Sequential:
+    """pool5, adaptive pooling to 7x7, flatten, FC 4096, FC 4096, FC K (ReLU + dropout between): the paper's
+    VGG head. ``pooling="gap"`` (other trunks): global average pooling, flatten, FC ``in_channels`` -> 4096,
+    then the same (the FC layers keep their indices 3, 6, 9).
 
     ``hidden_features`` other than VGG's 4096 is for quick experiments and tests (the paper uses 4096).
     """
+    if pooling == "pool5":
+        pool: list[nn.Module] = [nn.MaxPool2d(kernel_size=2, stride=2), nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten()]
+        features = in_channels * 7 * 7
+    elif pooling == "gap":
+        pool = [nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        features = in_channels
+    else:
+        raise ValueError(f"pooling={pooling!r}: use 'pool5' (VGG) or 'gap'")
     return nn.Sequential(
-        nn.MaxPool2d(kernel_size=2, stride=2),
-        nn.AdaptiveAvgPool2d((7, 7)),
-        nn.Flatten(),
-        nn.Linear(512 * 7 * 7, hidden_features),
+        *pool,
+        nn.Linear(features, hidden_features),
         nn.ReLU(inplace=True),
         nn.Dropout(dropout),
         nn.Linear(hidden_features, hidden_features),
@@ -32,6 +47,11 @@ def build_classifier_head(num_classes: int, dropout: float = 0.5, hidden_feature
         nn.Dropout(dropout),
         nn.Linear(hidden_features, num_classes),
     )
+
+
+def scene_pooling(spec: BackboneSpec) -> str:
+    """The scene head's pooling for a backbone: the paper's pool5 on VGG, global average pooling elsewhere."""
+    return "pool5" if spec.family == "vgg" else "gap"
 
 
 class SceneModule(CheckpointMetadataMixin, pl.LightningModule):
@@ -57,6 +77,7 @@ class SceneModule(CheckpointMetadataMixin, pl.LightningModule):
         class_counts: dict[str, int] | None = None,
         run_config: dict[str, Any] | None = None,
         run_name: str | None = None,
+        backbone: dict[str, Any] | str | None = None,
     ) -> None:
         super().__init__()
         if len(class_names) != len(class_weights) or len(class_names) < 2:
@@ -65,10 +86,13 @@ class SceneModule(CheckpointMetadataMixin, pl.LightningModule):
                 f"and {len(class_weights)} weights"
             )
         self.save_hyperparameters()
-        self.trunk = build_trunk(weights)
-        self.classifier = build_classifier_head(len(class_names), dropout, hidden_features)
-        if weights and init_fc_from_weights and hidden_features == 4096:
-            self._init_fc_from_vgg(str(weights))
+        spec = BackboneSpec.from_config(backbone, weights=weights)
+        self.trunk = build_trunk(weights, spec)
+        channels = self.trunk.layer(self.trunk.layer_table.head).channels
+        self.classifier = build_classifier_head(len(class_names), dropout, hidden_features, channels,
+                                                scene_pooling(spec))
+        if spec.weights and init_fc_from_weights and hidden_features == 4096 and spec.family == "vgg":
+            self._init_fc_from_vgg(spec)
         self.register_buffer("class_weight_tensor", torch.tensor(class_weights, dtype=torch.float32))
         num_classes = len(class_names)
         self.val_metrics = MetricCollection(
@@ -81,9 +105,9 @@ class SceneModule(CheckpointMetadataMixin, pl.LightningModule):
         )
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
 
-    def _init_fc_from_vgg(self, weights: str) -> None:
-        """Start FC 4096 x 2 from VGG-16's classifier (ImageNet) when the weights provide it."""
-        state = load_vgg16_state_dict(weights)
+    def _init_fc_from_vgg(self, spec: BackboneSpec) -> None:
+        """Start FC 4096 x 2 from VGG's classifier (ImageNet) when the weights provide it."""
+        state = load_state_dict(str(spec.weights), spec)
         for ours, theirs in ((3, 0), (6, 3)):
             key = f"classifier.{theirs}.weight"
             if key in state and state[key].shape == self.classifier[ours].weight.shape:
