@@ -6,6 +6,7 @@ An interrupted run therefore never leaves half a table, figure, array or JSON fi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -52,6 +53,15 @@ def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> Path:
     return Path(path)
 
 
+#: Longest file-name part :func:`safe_name` returns (file systems allow 255 bytes per name, with room for suffixes).
+MAX_NAME = 120
+
+
 def safe_name(name: str) -> str:
-    """A file-name-safe version of a model name (``finetune.layers=1`` stays readable)."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "model"
+    """A file-name-safe version of a model name (``finetune.layers=1`` stays readable); names longer than
+    ``MAX_NAME`` (a run named by many overrides, e.g. a ``backbone=custom`` job) keep their start and a hash."""
+    safe = re.sub(r"[^A-Za-z0-9._=+-]+", "_", name).strip("_") or "model"
+    if len(safe) <= MAX_NAME:
+        return safe
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
+    return f"{safe[: MAX_NAME - 11]}-{digest}"
