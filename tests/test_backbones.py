@@ -242,12 +242,10 @@ def test_heads_read_the_head_layer() -> None:
 
 
 def test_resnet18_training_run_records_and_rebuilds_its_backbone(tmp_path: Path, synthetic_root: Path) -> None:
-    from test_train import SMALL, run_in_process, small_data
-
     from saliency_probe.models.checkpoint import load_checkpoint
     from saliency_probe.models.trunks import ResNetTrunk
 
-    summary = run_in_process(tmp_path, [*SMALL, *small_data(synthetic_root), "backbone=resnet18", "finetune.layers=1"])
+    summary = train_in(tmp_path, synthetic_root, ["backbone=resnet18", "finetune.layers=1"])
     reference = torchvision.models.resnet18(weights=None)
     assert summary["backbone"] == "resnet18"
     assert summary["trainable_params"] == count(reference.layer4[1].parameters()) + 512
@@ -261,3 +259,147 @@ def test_resnet18_training_run_records_and_rebuilds_its_backbone(tmp_path: Path,
     assert torch.equal(trunk.layer4[1].conv2.weight, loaded.state_dict["trunk.layer4.1.conv2.weight"])
     assert torch.equal(trunk.layer1[0].bn1.running_mean, loaded.state_dict["trunk.layer1.0.bn1.running_mean"])
     assert loaded.saliency_head().weight.shape == (1, 512, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the probe on ResNet-18 against an independent reference
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_resnet18_probe_equals_an_independent_reference(tmp_path: Path, synthetic_root: Path) -> None:
+    """Two ResNet-18 layers probed through probe.py's code equal forward hooks on torchvision's blocks +
+    full-resolution bilinear maps + Eq. 1 (tests/test_probe.py's VGG-16 reference) to 1e-5."""
+    from test_probe import csv_rows, reference_layer_statistics, run_in, synthetic_overrides
+
+    torch.manual_seed(7)
+    net = torchvision.models.resnet18(weights=None).eval()
+    weights = tmp_path / "resnet18_random.pth"
+    torch.save(net.state_dict(), weights)
+    run_in(tmp_path / "run", [
+        *synthetic_overrides(synthetic_root, image_size=224), "backbone=resnet18", f"backbone.weights={weights}",
+        "layers=[layer4,layer3.1]", "figures.enabled=false", "controls.random_trunk=false",
+        "controls.shuffled_regions=false",
+    ])
+    rows = csv_rows(tmp_path / "run")
+    blocks = {"layer3.1": net.layer3[1], "layer4": net.layer4[1]}
+
+    def extract(image: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen: dict[str, torch.Tensor] = {}
+        hooks = [block.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.clone()))
+                 for name, block in blocks.items()]
+        net(image)
+        for hook in hooks:
+            hook.remove()
+        return seen
+
+    expected = reference_layer_statistics(synthetic_root, extract, list(blocks))
+    assert {key[1] for key in rows} == {"layer3.1", "layer4"}
+    for layer, categories in expected.items():
+        assert {key[2] for key in rows if key[1] == layer} == set(categories) and len(categories) >= 8
+        for category, (top10, above, regions) in categories.items():
+            row = rows[("resnet18_random", layer, category)]
+            assert float(row["top10_mean_nss"]) == pytest.approx(top10, rel=1e-5, abs=1e-6)
+            assert int(row["n_above_threshold"]) == above
+            assert int(row["n_regions"]) == regions
+
+
+# ------------------------------------------------------------------------------------------------------------
+# bring your own model: backbone=custom end to end
+# ------------------------------------------------------------------------------------------------------------
+
+
+def train_in(tmp_path: Path, synthetic_root: Path, overrides: list[str]) -> dict:
+    """test_train's in-process training job on the small synthetic set, then Hydra's run state cleared (so a
+    probe run afterwards writes into its own folder)."""
+    from hydra.core.hydra_config import HydraConfig
+    from test_train import SMALL, run_in_process, small_data
+
+    try:
+        return run_in_process(tmp_path, [*SMALL, *small_data(synthetic_root), *overrides])
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+#: tests/custom_models.py's encoder-decoder as docs/backbones.md configures it (its own forward is the output).
+CUSTOM = ["backbone=custom", "backbone._target_=custom_models.TinySaliencyNet", "+backbone.width=8",
+          "backbone.layers={block1:encoder.1,block2:encoder.5,block3:encoder.8}", "backbone.output=forward"]
+
+
+def test_custom_model_is_trained_probed_and_benchmarked(tmp_path: Path, synthetic_root: Path) -> None:
+    import custom_models
+    import numpy as np
+    import torch.nn.functional as F
+    from test_benchmark import run_in as run_benchmark
+    from test_probe import run_in as run_probe_in
+    from test_probe import synthetic_overrides
+
+    from saliency_probe.data.images import load_rgb, to_model_input
+    from saliency_probe.models.checkpoint import load_checkpoint
+    from saliency_probe.probe.model_specs import resolve_model
+    from saliency_probe.report.tables import read_csv
+
+    # train: the last unit (block3's conv) and the decoder train, the rest is frozen
+    summary = train_in(tmp_path / "train", synthetic_root, [*CUSTOM, "finetune.layers=1"])
+    reference = custom_models.TinySaliencyNet(8)
+    assert summary["backbone"] == "custom"
+    assert summary["trainable_params"] == count(reference.encoder[6:].parameters()) + count(reference.decoder.parameters())
+    ckpt = summary["best_checkpoint"]
+    loaded = load_checkpoint(ckpt)
+    assert loaded.saliency_head() is None and loaded.metadata["backbone"]["config"]["width"] == 8
+    assert [layer["name"] for layer in loaded.metadata["backbone"]["layers"]] == ["block1", "block2", "block3"]
+    network = loaded.saliency_network()
+    with torch.no_grad():
+        assert network(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 32, 32)
+
+    # probe: the backbone is rebuilt from the checkpoint's record; default layers = the last two
+    run_probe_in(tmp_path / "probe", [*synthetic_overrides(synthetic_root), f"ckpt={ckpt}",
+                                      "analyses=[inner,output]", "figures.enabled=false"])
+    tables = tmp_path / "probe" / "tables"
+    inner = read_csv(tables / "inner_representation.csv")
+    assert {row["layer"] for row in inner} == {"block2", "block3"}
+    output = read_csv(tables / "output_saliency.csv")
+    assert output and {row["model"] for row in output} == {loaded.run_name}
+    block3 = {row["category"]: float(row["top10_mean_nss"]) for row in inner
+              if row["model"] == loaded.run_name and row["layer"] == "block3"}
+    for row in output:  # the inner saliency of the output table is the inner analysis's, at the head layer
+        assert float(row["inner_nss"]) == pytest.approx(block3[row["category"]], rel=1e-9)
+    assert "inner NSS (block3 top-k)" in (tables / "output_saliency.md").read_text()
+
+    # benchmark: the checkpoint (ckpt:) and the configured model with its own weights file (model:)
+    weights = tmp_path / "tiny.pth"
+    torch.manual_seed(3)
+    torch.save(custom_models.TinySaliencyNet(8).state_dict(), weights)
+    run_benchmark(tmp_path / "bench", [
+        "data=osie", f"data.root={synthetic_root / 'osie'}", "benchmark.limit=3", "benchmark.gt_sigma=4",
+        "benchmark.figure_images=0", f"benchmark.models=[ckpt:{ckpt},model:tiny]", *CUSTOM,
+        f"backbone.weights={weights}"])
+    rows = read_csv(tmp_path / "bench" / "tables" / "benchmark.csv")
+    assert [row["model"] for row in rows] == [f"ckpt:{loaded.run_name}", "model:tiny"]
+    assert all(row["n_images"] == "3" and np.isfinite(float(row["nss"])) for row in rows)
+    backbone = {"name": "custom", "_target_": "custom_models.TinySaliencyNet", "width": 8, "output": "forward",
+                "layers": {"block1": "encoder.1", "block2": "encoder.5", "block3": "encoder.8"},
+                "weights": str(weights)}
+    model = resolve_model("model:tiny", 224, backbone=backbone)
+    rgb = load_rgb(next((synthetic_root / "osie" / "data" / "stimuli").iterdir()))
+    net = custom_models.TinySaliencyNet(8).eval()
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    with torch.no_grad():
+        direct = F.interpolate(net(to_model_input(rgb, 224)[None]), size=rgb.shape[:2], mode="bilinear",
+                               align_corners=False)[0, 0].numpy()
+    np.testing.assert_array_equal(model.predict(rgb, "x"), direct)
+
+    # the user's own weights (no training here): the output analysis scores the model's own output
+    run_probe_in(tmp_path / "own", [*synthetic_overrides(synthetic_root), *CUSTOM, f"backbone.weights={weights}",
+                                    "analyses=[output]", "figures.enabled=false"])
+    assert {row["model"] for row in read_csv(tmp_path / "own" / "tables" / "output_saliency.csv")} == {"tiny"}
+
+
+def test_checkpoint_of_another_backbone_than_an_explicit_one_is_refused(tmp_path: Path, synthetic_root: Path) -> None:
+    from test_probe import run_in as run_probe_in
+    from test_probe import synthetic_overrides
+
+    summary = train_in(tmp_path / "train", synthetic_root, ["backbone=resnet18", "finetune.layers=0",
+                                                            "+trainer.limit_train_batches=1"])
+    with pytest.raises(ValueError, match=r"trained on backbone resnet18, but backbone=vgg19 was given"):
+        run_probe_in(tmp_path / "probe", [*synthetic_overrides(synthetic_root), f"ckpt={summary['best_checkpoint']}",
+                                          "backbone=vgg19"])

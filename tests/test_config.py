@@ -621,9 +621,17 @@ def test_structured_section_composes_and_reads(group: str, option: str) -> None:
     [("table2", None, None), ("table3", ["conv5_3"], None), ("table7", ["conv5_3"], ["pt", "sp", "sr"])],
 )
 def test_probe_presets_compose(preset: str, layers: list[str] | None, names: list[str] | None) -> None:
+    from saliency_probe.models.backbone import architecture
+
     base = compose_cfg("probe")
     cfg = compose_cfg("probe", f"probe={preset}")
-    assert list(cfg.layers) == (layers or list(base.layers))
+    vgg16 = architecture("vgg16")  # the presets name layers of any backbone: VGG-16's are the paper's
+    resolved = vgg16.ordered(None if cfg.layers is None else list(cfg.layers))
+    assert resolved == (layers or vgg16.ordered(base.layers))
+    assert base.layers is None and vgg16.ordered(None) == ["conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2",
+                                                           "conv5_3"]
+    assert architecture("resnet18").ordered(None if cfg.layers is None else list(cfg.layers)) == (
+        ["layer4.1"] if layers else ["layer3.0", "layer3.1", "layer4.0", "layer4.1"])
     assert cfg.analyses == "auto" and cfg.top_k == 10 and cfg.threshold == 1.5
     if names is not None:
         assert list(cfg.names) == names
@@ -631,12 +639,13 @@ def test_probe_presets_compose(preset: str, layers: list[str] | None, names: lis
 
 @pytest.mark.parametrize("name", configs("probe"))
 def test_every_probe_preset_sets_its_values(name: str) -> None:
-    from saliency_probe.models.backbone import CONV_LAYER_NAMES
+    from saliency_probe.models.backbone import architecture
 
     cfg = compose_cfg("probe", f"probe={name}")
     for key, value in leaves(OmegaConf.to_container(raw("probe", name))):
         assert plain(OmegaConf.select(cfg, key)) == value, key
-    assert set(cfg.layers) <= set(CONV_LAYER_NAMES)
+    assert set(architecture("vgg16").ordered(None if cfg.layers is None else list(cfg.layers))) <= set(
+        architecture("vgg16").table.names)
 
 
 # ----------------------------------------------------------------------------------------- hydra, paths

@@ -100,17 +100,15 @@ def test_unknown_layer_lists_the_valid_ones() -> None:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def reference_statistics(root: Path, weights: Path, top_k: int = 10, threshold: float = 1.5):
-    """torchvision VGG-16 + full-resolution bilinear maps + Eq. 1, from the OSIE / OSIE-SR files only."""
-    from torchvision.models import vgg16
+def reference_layer_statistics(root: Path, extract, layers: list[str], top_k: int = 10, threshold: float = 1.5):
+    """``{layer: {category: (top-k mean, units above threshold, regions)}}`` from the OSIE / OSIE-SR files only:
+    ``extract(image) -> {layer: (1, C, h, w)}`` (a plain torchvision model), full-resolution bilinear maps and
+    Eq. 1."""
     from torchvision.transforms.v2 import functional as TF  # its uint8 antialiased resize, as documented
 
-    net = vgg16(weights=None)
-    net.load_state_dict(torch.load(weights, weights_only=True), strict=False)
-    features = net.features[:30].eval()
     content = scipy.io.loadmat(root / "osie/data/eye/fixations.mat", squeeze_me=True, struct_as_record=False)
     names = [line.strip() for line in (root / "osie_sr/class_names.txt").read_text().splitlines()]
-    sums: dict[str, np.ndarray] = {}
+    sums: dict[tuple[str, str], np.ndarray] = {}
     counts: dict[str, int] = {}
     for entry in np.atleast_1d(content["fixations"]).ravel():
         stem = Path(entry.img).stem
@@ -128,32 +126,43 @@ def reference_statistics(root: Path, weights: Path, top_k: int = 10, threshold: 
         image = TF.resize(uint8, [224, 224], antialias=True).float() / 255
         image = TF.normalize(image, IMAGENET_MEAN, IMAGENET_STD)
         with torch.no_grad():
-            maps = features(image[None]).double()
-        full = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)[
-            0
-        ]  # (512, H, W)
-        flat = full.reshape(512, -1)
-        std = flat.std(dim=1, unbiased=False)
-        z = (flat - flat.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))[:, None]
-        z[std == 0] = 0
+            maps = {layer: value.double() for layer, value in extract(image[None]).items()}
         classes = np.array(Image.open(root / "osie_sr/SegmentationClass" / f"{stem}.png"))
         objects = np.array(Image.open(root / "osie_sr/SegmentationObject" / f"{stem}.png"))
-        for instance in np.unique(objects):
-            if instance == 0:
-                continue
-            region = objects == instance
-            category = names[int(np.unique(classes[region])[0])]
-            pixels = np.flatnonzero(region & fixated)
-            if pixels.size == 0:
-                continue
-            assoc = z[:, torch.from_numpy(pixels)].mean(dim=1).numpy()
-            sums[category] = sums.get(category, 0.0) + assoc
-            counts[category] = counts.get(category, 0) + 1
-    out = {}
-    for category, total in sums.items():
+        for layer in layers:
+            full = F.interpolate(maps[layer], size=(height, width), mode="bilinear", align_corners=False)[0]
+            flat = full.reshape(full.shape[0], -1)
+            std = flat.std(dim=1, unbiased=False)
+            z = (flat - flat.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))[:, None]
+            z[std == 0] = 0
+            for instance in np.unique(objects):
+                if instance == 0:
+                    continue
+                region = objects == instance
+                category = names[int(np.unique(classes[region])[0])]
+                pixels = np.flatnonzero(region & fixated)
+                if pixels.size == 0:
+                    continue
+                assoc = z[:, torch.from_numpy(pixels)].mean(dim=1).numpy()
+                sums[(layer, category)] = sums.get((layer, category), 0.0) + assoc
+                if layer == layers[0]:
+                    counts[category] = counts.get(category, 0) + 1
+    out: dict[str, dict[str, tuple[float, int, int]]] = {layer: {} for layer in layers}
+    for (layer, category), total in sums.items():
         means = np.sort(total / counts[category])[::-1]
-        out[category] = (means[:top_k].mean(), int((means > threshold).sum()), counts[category])
+        out[layer][category] = (means[:top_k].mean(), int((means > threshold).sum()), counts[category])
     return out
+
+
+def reference_statistics(root: Path, weights: Path, top_k: int = 10, threshold: float = 1.5):
+    """torchvision VGG-16 + full-resolution bilinear maps + Eq. 1, from the OSIE / OSIE-SR files only."""
+    from torchvision.models import vgg16
+
+    net = vgg16(weights=None)
+    net.load_state_dict(torch.load(weights, weights_only=True), strict=False)
+    features = net.features[:30].eval()
+    return reference_layer_statistics(root, lambda image: {"conv5_3": features(image)}, ["conv5_3"], top_k,
+                                      threshold)["conv5_3"]
 
 
 def test_conv5_3_statistics_equal_an_independent_reference(tmp_path: Path, synthetic_root: Path) -> None:

@@ -331,16 +331,19 @@ def build_trunk(weights: str | None = None, backbone: Any = None) -> Trunk:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print a backbone's layer table (and its graph nodes).")
     parser.add_argument("name", help="vgg16, vgg19, resnet18, resnet50, any torchvision model name, or custom")
-    parser.add_argument("overrides", nargs="*", help="backbone keys, e.g. backbone._target_=my.Net backbone.layers=[a,b]")
+    parser.add_argument("overrides", nargs="*",
+                        help="backbone keys in Hydra's syntax, e.g. backbone._target_=my.Net backbone.layers=[a,b]")
     parser.add_argument("--nodes", action="store_true", help="also list every graph node with its output shape")
     args = parser.parse_args(argv)
-    from omegaconf import OmegaConf
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     values: dict[str, Any] = {"name": args.name}
-    for item in args.overrides:
-        key, _, value = item.partition("=")
-        values[key.removeprefix("backbone.")] = OmegaConf.create({"v": value})["v"] if value else None
-    values = {key: (OmegaConf.to_container(OmegaConf.create({"v": value}))["v"]) for key, value in values.items()}
+    for override in OverridesParser.create().parse_overrides(list(args.overrides)):
+        key = override.key_or_group.removeprefix("backbone.")
+        if key == "backbone":
+            values["name"] = override.value()
+        else:
+            values[key] = override.value()
     arch = architecture(values)
     print(arch.table.describe())
     if args.nodes:

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.data import Dataset
 
+from saliency_probe.models.backbone import Architecture, BackboneSpec, architecture
 from saliency_probe.probe.options import read_options
 from saliency_probe.probe.passes import PassResult, ProbePass
 from saliency_probe.probe.progress import ImageProgressBar
@@ -39,15 +40,37 @@ class AnalysisResult:
 
 @dataclass
 class ProbeContext:
-    """The config, run folder, models and shared results of one ``probe.py`` run, and its predict passes."""
+    """The config, run folder, models and shared results of one ``probe.py`` run, and its predict passes.
+
+    ``backbone`` is the run's backbone (the probed checkpoints', else the ``backbone`` config's): its layer
+    table names ``layers`` (the probed layers) and ``head_layer`` (VGG-16: conv5_3).
+    """
 
     cfg: DictConfig
     run_dir: Path
     sources: list[TrunkSource]
     logger: Logger | None = None
     results: dict[str, AnalysisResult] = field(default_factory=dict)
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
     _datamodules: dict[str, pl.LightningDataModule] = field(default_factory=dict)
     _passes: int = 0
+
+    @property
+    def architecture(self) -> Architecture:
+        return architecture(self.backbone)
+
+    @property
+    def layers(self) -> list[str]:
+        """The probed layers (``layers``; null = the backbone's default: its last two stages), network order."""
+        value = self.cfg.get("layers")
+        if isinstance(value, str):
+            value = None if value.strip().lower() in ("", "default") else [value]
+        return self.architecture.ordered(None if value is None else [str(v) for v in value])
+
+    @property
+    def head_layer(self) -> str:
+        """The layer the heads read (VGG-16: conv5_3): the output analysis's inner saliency, the unit figures."""
+        return self.architecture.table.head
 
     @property
     def tables_dir(self) -> Path:

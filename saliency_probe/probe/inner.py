@@ -20,7 +20,7 @@ from saliency_probe.data.osie_sr import OsieSrDataset
 from saliency_probe.data.popout_datamodule import data_is_popout
 from saliency_probe.io_utils import safe_name, write_text
 from saliency_probe.metrics import functional as MF
-from saliency_probe.probe.activations import LayerActivations, ordered_layers
+from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.module import RegionProbeModule
 from saliency_probe.probe.options import ControlsOptions, FiguresOptions
@@ -223,13 +223,13 @@ class InnerAnalysis(Analysis):
 def run_inner(context: ProbeContext) -> AnalysisResult:
     """Probe every model of ``context.sources``; write tables, per-unit arrays and figures."""
     cfg = context.cfg
-    layers = ordered_layers(list(cfg.layers))
+    layers = context.layers
     top_k, threshold = int(cfg.top_k), float(cfg.threshold)
     datamodule = context.datamodule()
     dataset = context.dataset(datamodule)
     categories = list(getattr(dataset, "categories", None) or datamodule.categories)
     figures = context.options("figures", FiguresOptions)
-    figure_layers = ordered_layers(list(figures.layers or layers)) if figures.enabled else []
+    figure_layers = context.architecture.ordered(list(figures.layers or layers)) if figures.enabled else []
     shuffled = context.options("controls", ControlsOptions).shuffled_regions
 
     all_rows: list[dict[str, Any]] = []
@@ -273,7 +273,7 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
         context.log_table("inner/representation", all_rows, column_names)
         primary = [m for m in models if m not in controls]
         if figures.enabled and len(primary) > 1:
-            layer = str(figures.improvement_layer or layers[-1])
+            layer = context.architecture.ordered([str(figures.improvement_layer or layers[-1])])[0]
             figure = improvement_figure(all_rows, primary, layer, categories, top_k)
             if figure is not None:
                 png = save_figure(figure, context.figures_dir / files.inner_improvement_png(layer))

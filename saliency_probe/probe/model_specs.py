@@ -1,4 +1,6 @@
-"""Saliency models named by strings, as analyses take them: classical names, ``ckpt:<path>``, ``maps:<folder>``.
+"""Saliency models named by strings, as analyses take them: classical names, ``ckpt:<path>``, ``maps:<folder>``,
+``model:<name>`` (the configured ``backbone=custom`` model's own output, ``backbone.output``, with
+``backbone.weights``).
 
 Every resolved model maps an RGB uint8 image ``(H, W, 3)`` (and its file stem) to a float32 map ``(H, W)``, so
 the pop-out and benchmark analyses score classical models, trained checkpoints and other people's maps alike.
@@ -16,7 +18,9 @@ import torch.nn.functional as F
 
 from saliency_probe.classical import CLASSICAL_MODELS, build_classical
 from saliency_probe.data.images import load_rgb, to_model_input
+from saliency_probe.models.backbone import BackboneSpec, build_trunk
 from saliency_probe.models.checkpoint import load_checkpoint
+from saliency_probe.models.trunks import SaliencyNetwork
 
 MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".tif", ".tiff", ".bmp")
 
@@ -43,7 +47,8 @@ class ClassicalMapModel(MapModel):
 
 @dataclass
 class CheckpointMapModel(MapModel):
-    """A saliency checkpoint's output (1x1 head on conv5_3), bilinearly resized to the image."""
+    """A saliency checkpoint's output (1x1 head on the head layer, VGG-16: conv5_3; or a custom model's own
+    output), bilinearly resized to the image."""
 
     network: torch.nn.Module | None = None
     image_size: int = 224
@@ -85,16 +90,35 @@ class FolderMapModel(MapModel):
 
 def _checkpoint_network(path: str) -> tuple[torch.nn.Module, str]:
     checkpoint = load_checkpoint(path)
-    head = checkpoint.saliency_head()
-    if head is None:
+    network = checkpoint.saliency_network()
+    if network is None:
         raise ValueError(f"ckpt:{path} is a {checkpoint.task} checkpoint; a saliency checkpoint is needed for maps")
-    network = torch.nn.Sequential(checkpoint.trunk(), head).eval()
     return network, checkpoint.run_name
 
 
-def resolve_model(spec: str, image_size: int = 224, classical_params: dict[str, dict] | None = None) -> MapModel:
-    """Build the model a string names: ``bms``/``gbvs``/``itti``/``spectral_residual``, ``ckpt:<path>``, ``maps:<dir>``."""
+def model_network(backbone: object) -> tuple[torch.nn.Module, BackboneSpec]:
+    """The configured backbone's own saliency map (``backbone=custom`` with ``backbone.output``) with its weights."""
+    spec = BackboneSpec.from_config(backbone)
+    if spec.output is None:
+        raise ValueError(
+            f"model:<name> scores the configured backbone's own saliency map; backbone {spec.describe()} has none: "
+            "use backbone=custom with backbone.output=<node or method> (docs/backbones.md), or ckpt:<path> for a "
+            "trained checkpoint"
+        )
+    return SaliencyNetwork(build_trunk(spec.weights, spec), None).eval(), spec
+
+
+def resolve_model(spec: str, image_size: int = 224, classical_params: dict[str, dict] | None = None,
+                  backbone: object = None) -> MapModel:
+    """Build the model a string names: ``bms``/``gbvs``/``itti``/``spectral_residual``, ``ckpt:<path>``,
+    ``maps:<dir>``, ``model:<name>`` (``backbone``: the configured ``backbone`` with an output)."""
     spec = str(spec).strip()
+    if spec.startswith("model:"):
+        network, model_spec = model_network(backbone)
+        params = {"backbone": model_spec.describe(), "weights": model_spec.weights or "random-init"}
+        if model_spec.weights and Path(model_spec.weights).expanduser().is_file():
+            params["path"] = str(Path(model_spec.weights).expanduser())
+        return CheckpointMapModel(name=spec, kind="model", params=params, network=network, image_size=image_size)
     if spec.startswith("ckpt:"):
         path = spec[len("ckpt:") :]
         network, run_name = _checkpoint_network(path)
@@ -109,5 +133,6 @@ def resolve_model(spec: str, image_size: int = 224, classical_params: dict[str, 
         model = build_classical(spec, **((classical_params or {}).get(spec) or {}))
         return ClassicalMapModel(name=spec, kind="classical", params=model.params(), model=model)
     raise ValueError(
-        f"unknown model {spec!r}: use one of {sorted(CLASSICAL_MODELS)}, ckpt:<checkpoint path> or maps:<folder>"
+        f"unknown model {spec!r}: use one of {sorted(CLASSICAL_MODELS)}, ckpt:<checkpoint path>, maps:<folder> or "
+        "model:<name> (the configured backbone=custom model's own output)"
     )

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from saliency_probe.metrics import RegionNSS
-from saliency_probe.models.backbone import LAYER_CHANNELS, LAYER_STRIDE
+from saliency_probe.models.backbone import architecture
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.passes import ProbePass
 from saliency_probe.probe.regions import probe_region_points
@@ -26,15 +26,17 @@ from saliency_probe.probe.results import LayerResult, results_to_arrays
 __all__ = ["RegionProbeModule", "resolution_groups"]
 
 
-def resolution_groups(layers: Sequence[str]) -> dict[str, list[str]]:
+def resolution_groups(layers: Sequence[str], backbone: object = None) -> dict[str, list[str]]:
     """Layers with the same stride (so the same map size): ``{"stride8": [conv4_1, conv4_2, conv4_3], ...}``.
 
     One metric per group sees the group's units concatenated, so the fixations of each region are projected
-    to the small map once per batch and size instead of once per layer.
+    to the small map once per batch and size instead of once per layer. ``backbone``: a config, spec or name
+    (VGG-16).
     """
+    arch = architecture(backbone)
     groups: dict[str, list[str]] = {}
     for layer in layers:
-        groups.setdefault(f"stride{LAYER_STRIDE[layer]}", []).append(layer)
+        groups.setdefault(f"stride{arch.layer(layer).stride}", []).append(layer)
     return groups
 
 
@@ -58,7 +60,9 @@ class RegionProbeModule(ProbePass):
         super().__init__()
         self.activations = LayerActivations(trunk, layers)
         self.layers = self.activations.layers
-        self.groups = resolution_groups(self.layers)
+        self.groups: dict[str, list[str]] = {}
+        for layer in self.layers:
+            self.groups.setdefault(f"stride{self.activations.info[layer].stride}", []).append(layer)
         self.categories = list(categories)
         self.shuffled_control = bool(shuffled_control)
         self.seed = int(seed)
@@ -68,7 +72,7 @@ class RegionProbeModule(ProbePass):
         )
         self.region_nss = nn.ModuleDict(
             {
-                group: RegionNSS(sum(LAYER_CHANNELS[layer] for layer in members), columns)
+                group: RegionNSS(sum(self.activations.channels(layer) for layer in members), columns)
                 for group, members in self.groups.items()
             }
         )
@@ -88,11 +92,14 @@ class RegionProbeModule(ProbePass):
             self.shuffled_control,
         )
         for group, members in self.groups.items():
-            maps = (
-                torch.cat([features[layer] for layer in members], dim=1)
-                if len(members) > 1
-                else features[members[0]]
-            )
+            if len(members) > 1:
+                sizes = {tuple(features[layer].shape[-2:]) for layer in members}
+                if len(sizes) > 1:
+                    raise ValueError(f"layers {members} have the same stride but maps of sizes {sorted(sizes)} at "
+                                     "this input size; probe them in separate runs")
+                maps = torch.cat([features[layer] for layer in members], dim=1)
+            else:
+                maps = features[members[0]]
             self.region_nss[group].update(maps, fixations, regions, index)
         return None
 
@@ -108,7 +115,7 @@ class RegionProbeModule(ProbePass):
                 excluded_regions //= 2
             offset = 0
             for layer in members:
-                units = slice(offset, offset + LAYER_CHANNELS[layer])
+                units = slice(offset, offset + self.activations.channels(layer))
                 offset = units.stop
                 results[layer] = LayerResult(
                     unit_means=means[units, :k],

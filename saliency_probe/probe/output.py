@@ -8,8 +8,9 @@ For every probed saliency checkpoint and every OSIE-SR region with fixations:
 - ``od``  = ``|os - gt|``                                          (the summand of Eq. 3).
 
 Per category: ``OS_c`` and ``OD_c`` are the means over its regions; the inner saliency is the top-``top_k``
-mean NSS of conv5_3 units (the statistic of Table 3), recomputed in the same forward pass (the head reads
-conv5_3), so ``analyses=[output]`` works alone and equals the inner analysis's value when both run.
+mean NSS of the head layer's units (VGG-16: conv5_3; the statistic of Table 3), recomputed in the same forward
+pass (the head reads that layer), so ``analyses=[output]`` works alone and equals the inner analysis's value
+when both run. A ``custom`` model with ``backbone.output`` is scored on its own output, beside its last layer.
 Statistics (per model; the primary model's also at the top level of ``statistics.json``;
 :mod:`saliency_probe.probe.stats`): Spearman r_s between inner saliency and ``OS_c`` across categories; one-way
 ANOVA (``scipy.stats.f_oneway``) and Tukey HSD (``scipy.stats.tukey_hsd``) across categories on the per-region
@@ -40,7 +41,7 @@ from saliency_probe.maps import blur
 from saliency_probe.metrics import RegionNSS
 from saliency_probe.metrics import functional as MF
 from saliency_probe.metrics.resize import accumulation_dtype, resize_bilinear
-from saliency_probe.models.backbone import LAYER_CHANNELS
+from saliency_probe.models.backbone import OUTPUT_KEY, Trunk
 from saliency_probe.probe import unit_figures
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
@@ -63,8 +64,11 @@ INNER_LAYER = "conv5_3"
 
 
 def is_saliency_checkpoint(source: TrunkSource) -> bool:
-    """A probed checkpoint of the saliency task (the only models with an output map)."""
-    return source.kind == "checkpoint" and str(source.info.get("task")) == "saliency"
+    """A probed model with an output map: a checkpoint of the saliency task, or the weights of a ``custom``
+    model with ``backbone.output``."""
+    if source.kind == "checkpoint":
+        return str(source.info.get("task")) == "saliency"
+    return bool(getattr(source, "has_output_map", False))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -173,7 +177,7 @@ def primary_model(models: Sequence[TrunkSource], requested: str | None) -> str:
 
 @dataclass
 class OutputResult:
-    """One model's pass: per-region values and the conv5_3 ``(C, K)`` unit means (inner saliency)."""
+    """One model's pass: per-region values and the head layer's ``(C, K)`` unit means (inner saliency)."""
 
     scores: RegionScores
     unit_means: np.ndarray
@@ -185,28 +189,44 @@ class OutputResult:
 
 
 class OutputProbeModule(ProbePass):
-    """One forward pass per image: conv5_3 (inner saliency, :class:`RegionNSS`) and the head's prediction
-    (per-region ``os`` and ``gt``). Batches are :func:`~saliency_probe.data.osie_sr.collate_regions` dicts.
+    """One forward pass per image: the head layer (VGG-16: conv5_3; inner saliency, :class:`RegionNSS`) and the
+    model's prediction (per-region ``os`` and ``gt``). Batches are
+    :func:`~saliency_probe.data.osie_sr.collate_regions` dicts.
 
+    ``head`` is the 1x1 head on ``inner_layer`` (default: the trunk's head layer); ``None`` scores the model's
+    own output (``backbone.output`` of a ``custom`` trunk).
     The result (the same on every rank) holds ``regions``, the ``(N, 5)`` float64 records ``[image, region,
     category, os, gt]`` of every region (``image`` = data-set index) in batch order, and ``unit_means``, the
-    conv5_3 ``(C, K)`` unit means; :meth:`OutputResult.from_pass` sorts the records by image and region.
+    inner layer's ``(C, K)`` unit means; :meth:`OutputResult.from_pass` sorts the records by image and region.
     """
 
-    def __init__(self, trunk: nn.Module, head: nn.Module, categories: Sequence[str], gt_sigma: float) -> None:
+    def __init__(self, trunk: nn.Module, head: nn.Module | None, categories: Sequence[str], gt_sigma: float,
+                 inner_layer: str | None = None) -> None:
         super().__init__()
-        self.activations = LayerActivations(trunk, [INNER_LAYER])
+        table = trunk.layer_table if isinstance(trunk, Trunk) else None
+        self.inner_layer = inner_layer or (table.head if table is not None else INNER_LAYER)
+        own_output = head is None
+        by_node = own_output and isinstance(trunk, Trunk) and trunk.architecture.output_node() is not None
+        self.activations = LayerActivations(trunk, [self.inner_layer], output=by_node)
+        self.trunk = trunk if own_output and not by_node else None  # the output is a method of the model
         self.head = head
         self.categories = list(categories)
         self.index = {name: k for k, name in enumerate(self.categories)}
         self.gt_sigma = float(gt_sigma)
-        self.inner = RegionNSS(LAYER_CHANNELS[INNER_LAYER], self.categories)
+        self.inner = RegionNSS(self.activations.channels(self.inner_layer), self.categories)
         self.regions = RecordCollector(5)
         self.eval()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        features = self.activations(batch["image"])[INNER_LAYER]
-        prediction = self.head(features)
+        outputs = self.activations(batch["image"])
+        features = outputs[self.inner_layer]
+        if self.head is not None:
+            prediction = self.head(features)
+        elif self.trunk is None:
+            prediction = outputs[OUTPUT_KEY]
+            prediction = prediction if prediction.dim() == 4 else prediction.unsqueeze(1)
+        else:
+            prediction = self.trunk.saliency(batch["image"])
         fixations, masks, names = batch["fixations"], batch["region_masks"], batch["region_categories"]
         padded = pad_regions(masks, tuple(fixations.shape[-2:]))
         self.inner.update(features, fixations, padded, names)
@@ -260,7 +280,7 @@ def region_rows(model: str, scores: RegionScores, categories: Sequence[str], ste
 
 
 @torch.no_grad()
-def example_maps(trunk: nn.Module, head: nn.Module, dataset: Dataset, scores: RegionScores, sigma: float
+def example_maps(trunk: nn.Module, head: nn.Module | None, dataset: Dataset, scores: RegionScores, sigma: float
                  ) -> dict[str, Any] | None:
     """Fig. 7's bottom row for the image whose regions have the largest mean OD (None without fixated regions):
     ``{image, fixations, gt, prediction, stem}``."""
@@ -272,7 +292,8 @@ def example_maps(trunk: nn.Module, head: nn.Module, dataset: Dataset, scores: Re
     index = int(images[int(np.argmax(mean_od))])
     item = dataset[index]
     device = next(trunk.parameters()).device
-    small = head(trunk(item["image"][None].to(device))).float().cpu()
+    images = item["image"][None].to(device)
+    small = (head(trunk(images)) if head is not None else trunk.saliency(images)).float().cpu()
     fixations = item["fixations"].numpy() != 0
     return {
         "image": dataset.load_image(index),
@@ -284,7 +305,7 @@ def example_maps(trunk: nn.Module, head: nn.Module, dataset: Dataset, scores: Re
 
 
 def statistics_payload(primary: str, statistics: dict[str, dict[str, Any]], options: OutputOptions, top_k: int,
-                       images: int) -> dict[str, Any]:
+                       images: int, layer: str = INNER_LAYER) -> dict[str, Any]:
     """``statistics.json``: the primary model's tests at the top level, every model's under ``models``, and how
     each number was computed."""
     return {
@@ -292,7 +313,7 @@ def statistics_payload(primary: str, statistics: dict[str, dict[str, Any]], opti
         **{key: statistics[primary][key] for key in ("spearman", "anova", "tukey", "anova_os", "tukey_os")},
         "models": statistics,
         "method": {
-            "inner_nss": f"mean of the top {top_k} conv5_3 unit means of Eq. 1 per category (Table 3's statistic)",
+            "inner_nss": f"mean of the top {top_k} {layer} unit means of Eq. 1 per category (Table 3's statistic)",
             "os": "Eq. 2: mean over the category's regions of NSS(prediction, fixations in the region)",
             "od": "Eq. 3: mean over the category's regions of |NSS(prediction) - NSS(GT)|",
             "gt": f"fixation map blurred with a Gaussian of sigma {options.gt_sigma:g} px (+-3 sigma)",
@@ -341,12 +362,14 @@ class OutputAnalysis(Analysis):
         statistics: dict[str, dict[str, Any]] = {}
         results: dict[str, OutputResult] = {}
         written: list[str] = []
+        layer = context.head_layer
         for number, source in enumerate(models):
             loaded = source.checkpoint()
-            trunk, head = loaded.trunk().eval(), loaded.saliency_head()
-            if head is None:
-                raise ValueError(f"checkpoint {loaded.path} is a saliency checkpoint without the 1x1 head 'head.weight'")
-            module = OutputProbeModule(trunk, head, categories, options.gt_sigma)
+            trunk = loaded.trunk().eval() if loaded is not None else source.trunk()
+            head = loaded.saliency_head() if loaded is not None else None
+            if head is None and not trunk.has_output:
+                raise ValueError(f"checkpoint {source.path} is a saliency checkpoint without the 1x1 head 'head.weight'")
+            module = OutputProbeModule(trunk, head, categories, options.gt_sigma, layer)
             description = f"output {number + 1}/{len(models)}: {source.name}"
             result = OutputResult.from_pass(context.predict(module, description, datamodule=datamodule))
             results[source.name] = result
@@ -359,25 +382,26 @@ class OutputAnalysis(Analysis):
                 scores.category, categories, options.alpha,
             )
             if context.is_global_zero and figures_on:
-                trunk, head = trunk.to(module.device).eval(), head.to(module.device).eval()
+                trunk = trunk.to(module.device).eval()
+                head = head.to(module.device).eval() if head is not None else None
                 example = example_maps(trunk, head, dataset, scores, options.gt_sigma)
                 figure = fig7(model_rows, od_by_category(scores, categories), statistics[source.name], example,
-                              f"{source.name}: inner vs output saliency (Fig. 7)")
+                              f"{source.name}: inner vs output saliency (Fig. 7)", layer)
                 png = save_figure(figure, context.figures_dir / files.output_fig7_png(safe_name(source.name)))
                 written.append(str(png))
                 context.log_image(f"output/fig7/{source.name}", png)
             del trunk, head, module, loaded
 
         primary = primary_model(models, options.model)
-        payload = statistics_payload(primary, statistics, options, top_k, len(dataset))
+        payload = statistics_payload(primary, statistics, options, top_k, len(dataset), layer)
         tables = context.tables_dir
         if context.is_global_zero:
             written.append(str(write_csv(tables / files.OUTPUT_CSV, rows, COLUMNS)))
             written.append(str(write_csv(tables / files.OUTPUT_REGIONS_CSV, regions, REGION_COLUMNS)))
             written.append(str(write_json(tables / files.OUTPUT_STATISTICS, payload)))
             header = (f"{len(dataset)} images; GT = fixations blurred with sigma {options.gt_sigma:g} px; inner NSS "
-                      f"= top-{top_k} mean of conv5_3 units; tests at alpha = {options.alpha:g}.")
-            written.append(str(write_text(tables / files.OUTPUT_MD, output_markdown(rows, statistics, header))))
+                      f"= top-{top_k} mean of {layer} units; tests at alpha = {options.alpha:g}.")
+            written.append(str(write_text(tables / files.OUTPUT_MD, output_markdown(rows, statistics, header, layer))))
             context.log_table("output/saliency", rows, COLUMNS)
             if figures_on:
                 written.extend(unit_figures.fine_tuning_figures(context))

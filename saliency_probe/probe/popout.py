@@ -33,8 +33,7 @@ from saliency_probe.data.popout_reader import PopoutDataset
 from saliency_probe.io_utils import write_text
 from saliency_probe.metrics import NMM
 from saliency_probe.metrics import functional as MF
-from saliency_probe.models.backbone import LAYER_CHANNELS
-from saliency_probe.probe.activations import LayerActivations, ordered_layers
+from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.model_specs import MapModel, resolve_model
 from saliency_probe.probe.options import FiguresOptions, PopoutOptions, read_options
@@ -116,7 +115,7 @@ class PopoutUnitModule(ProbePass):
         super().__init__()
         self.activations = LayerActivations(trunk, layers)
         self.layers = self.activations.layers
-        self.nmm = nn.ModuleDict({layer: NMM(LAYER_CHANNELS[layer]) for layer in self.layers})
+        self.nmm = nn.ModuleDict({layer: NMM(self.activations.channels(layer)) for layer in self.layers})
         self.counted = SumMetric()
         self.eval()
 
@@ -181,10 +180,10 @@ def probe_units(context: ProbeContext, datamodule: PopoutDataModule, layers: Seq
 # ------------------------------------------------------------------------------------------------------------
 
 
-def map_models(options: PopoutOptions, sources: Iterable[TrunkSource]) -> list[MapModel]:
+def map_models(options: PopoutOptions, sources: Iterable[TrunkSource], backbone: object = None) -> list[MapModel]:
     """The Table 4 models: ``popout.models`` in order, then (``checkpoint_outputs``) every probed saliency
     checkpoint not already named there, under its source name. Weights and random trunks have no output map."""
-    models = [resolve_model(spec, options.image_size, options.classical) for spec in options.models]
+    models = [resolve_model(spec, options.image_size, options.classical, backbone) for spec in options.models]
     named = {str(Path(m.params["path"]).expanduser().resolve()) for m in models if m.kind == "checkpoint"}
     if options.checkpoint_outputs:
         for source in sources:
@@ -202,7 +201,7 @@ def map_models(options: PopoutOptions, sources: Iterable[TrunkSource]) -> list[M
     return models
 
 
-def check_models(options: PopoutOptions) -> None:
+def check_models(options: PopoutOptions, backbone: object = None) -> None:
     """Fail before any work (on every rank alike) on an unknown model, a bad classical parameter, a missing
     checkpoint or maps folder; checkpoints are loaded later, by rank zero only."""
     for spec in options.models:
@@ -210,7 +209,7 @@ def check_models(options: PopoutOptions) -> None:
             if not Path(spec[len("ckpt:"):]).expanduser().is_file():
                 raise FileNotFoundError(f"popout.models: {spec}: no checkpoint file {spec[len('ckpt:'):]}")
         else:
-            resolve_model(spec, options.image_size, options.classical)
+            resolve_model(spec, options.image_size, options.classical, backbone)
 
 
 def example_ids(dataset: PopoutDataset, count: int) -> list[str]:
@@ -355,9 +354,9 @@ class PopoutAnalysis(Analysis):
     def run(self, context: ProbeContext) -> AnalysisResult:
         cfg = context.cfg
         options = context.options("popout", PopoutOptions)
-        layers = ordered_layers(list(cfg.layers))
+        layers = context.layers
         top_k = int(cfg.top_k)
-        check_models(options)
+        check_models(options, context.backbone)
         datamodule = popout_datamodule(context, options)
         dataset = datamodule.dataset
         figures_on = context.options("figures", FiguresOptions).enabled
@@ -370,7 +369,7 @@ class PopoutAnalysis(Analysis):
         models_table: list[dict[str, Any]] = []
         per_image: list[dict[str, Any]] = []
         if context.is_global_zero:
-            models = map_models(options, context.sources)
+            models = map_models(options, context.sources, context.backbone)
             progress = bool(cfg.get("progress_bar", True))
             per_image, examples = score_models(models, dataset, options, progress) if models else ([], {})
             models_table = model_rows(per_image, models)

@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from saliency_probe.io_utils import write_json
-from saliency_probe.probe.activations import ordered_layers
+from saliency_probe.models.backbone import BackboneSpec, architecture
 from saliency_probe.probe.context import ProbeContext
 from saliency_probe.probe.registry import get_analysis
-from saliency_probe.probe.sources import TrunkSource, resolve_sources
+from saliency_probe.probe.sources import TrunkSource, resolve_sources, run_backbone
 from saliency_probe.report import files
 from saliency_probe.report.report_md import write_report
 from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity
@@ -29,11 +29,13 @@ from saliency_probe.run_context import build_logger, output_dir, print_config_tr
 log = logging.getLogger(__name__)
 
 
-def validate_config(cfg: DictConfig) -> list[str]:
-    """Fail before any work on bad layer names, statistics or analysis names; return the analyses."""
-    layers = ordered_layers(list(cfg.layers))
-    figure_layers = list((cfg.get("figures") or {}).get("layers") or [])
-    outside = [layer for layer in ordered_layers(figure_layers or layers) if layer not in layers]
+def validate_config(cfg: DictConfig, backbone: BackboneSpec | None = None) -> list[str]:
+    """Fail before any work on bad layer names (of ``backbone``, default the config's), statistics or analysis
+    names; return the analyses."""
+    arch = architecture(backbone if backbone is not None else cfg.backbone)
+    layers = arch.ordered(_layers(cfg.get("layers")))
+    figure_layers = _layers((cfg.get("figures") or {}).get("layers"))
+    outside = [layer for layer in arch.ordered(figure_layers or layers) if layer not in layers]
     if outside:
         raise ValueError(f"figures.layers {outside} are not probed; choose among layers={layers}")
     if int(cfg.top_k) < 1:
@@ -44,6 +46,15 @@ def validate_config(cfg: DictConfig) -> list[str]:
     for name in analyses:
         get_analysis(name)
     return analyses
+
+
+def _layers(value: Any) -> list[str] | None:
+    """``layers`` (or ``figures.layers``) as a list; None or ``default``: the backbone's default layers."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("default", "")):
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(item) for item in value]
 
 
 #: ``analyses: auto`` (or null) runs these, in this order, where they apply to the probed models.
@@ -60,32 +71,44 @@ def applicable_analyses(cfg: DictConfig, names: list[str], sources: list[TrunkSo
     return [name for name in names if get_analysis(name).applies_to(cfg, sources)]
 
 
-def run_probe(cfg: DictConfig) -> dict[str, Any]:
-    """Run every analysis of ``cfg.analyses`` on the configured models; return (and write) the summary."""
-    analyses = validate_config(cfg)
+def run_probe(cfg: DictConfig, explicit_backbone: bool | None = None) -> dict[str, Any]:
+    """Run every analysis of ``cfg.analyses`` on the configured models; return (and write) the summary.
+
+    ``explicit_backbone``: whether ``backbone=`` was given on the command line (probe.py reads Hydra's
+    overrides); None: a backbone other than the default VGG-16 counts as explicit. Checkpoints of another
+    backbone than an explicit one are refused (:func:`~saliency_probe.probe.sources.run_backbone`).
+    """
+    config_backbone = BackboneSpec.from_config(cfg.backbone)
+    if explicit_backbone is None:
+        explicit_backbone = config_backbone.name != BackboneSpec().name
+    sources = resolve_sources(
+        ckpt=OmegaConf.to_container(cfg.ckpt) if OmegaConf.is_config(cfg.ckpt) else cfg.ckpt,
+        sweep=cfg.get("sweep"),
+        weights=config_backbone.weights,
+        random_control=bool(cfg.controls.random_trunk),
+        seed=int(cfg.seed),
+        names=list(cfg.get("names") or []),
+        backbone=config_backbone,
+        explicit_backbone=bool(explicit_backbone),
+    )
+    backbone = run_backbone([s for s in sources if s.kind == "checkpoint"], config_backbone)
+    analyses = validate_config(cfg, backbone)
     if cfg.get("print_config"):
         print_config_tree(cfg, title="probe.py")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = output_dir()
-    sources = resolve_sources(
-        ckpt=OmegaConf.to_container(cfg.ckpt) if OmegaConf.is_config(cfg.ckpt) else cfg.ckpt,
-        sweep=cfg.get("sweep"),
-        weights=cfg.backbone.weights,
-        random_control=bool(cfg.controls.random_trunk),
-        seed=int(cfg.seed),
-        names=list(cfg.get("names") or []),
-    )
     if is_auto(cfg.analyses):
         analyses = applicable_analyses(cfg, analyses, sources)
     name, group = run_identity(default_name="probe")
     logger = build_logger(cfg.get("logger"), run_dir, name, group, job_type="probe")
-    context = ProbeContext(cfg=cfg, run_dir=run_dir, sources=sources, logger=logger)
+    context = ProbeContext(cfg=cfg, run_dir=run_dir, sources=sources, logger=logger, backbone=backbone)
     started = time.perf_counter()
     try:
         for analysis in analyses:
             context.results[analysis] = get_analysis(analysis).run(context)
         summary = {
             "run_name": name,
+            "backbone": backbone.name,
             "models": [{"name": s.name, "kind": s.kind, "control": s.control, **s.info} for s in sources],
             "analyses": {key: value.summary for key, value in context.results.items()},
             "seconds": round(time.perf_counter() - started, 2),

@@ -1,7 +1,8 @@
 """Does a scene-recognition network look where people look? (the paper's Section 8, Table 8).
 
-For every probed scene checkpoint: the network's attention is the mean of the 512 conv5_3 maps (post-ReLU), its
-NSS against the human fixations of each held-out image is split by whether the scene prediction was correct.
+For every probed scene checkpoint: the network's attention is the mean of its head layer's maps (VGG-16: the
+512 conv5_3 maps, post-ReLU), its NSS against the human fixations of each held-out image is split by whether
+the scene prediction was correct.
 
 Held-out images: the checkpoint's own validation split, rebuilt from the data config it was trained with
 (``metadata['config']['data']``: the same label file, class filter and seeded split), so the images were never
@@ -34,8 +35,9 @@ from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from saliency_probe.metrics import functional as MF
+from saliency_probe.models.backbone import architecture
 from saliency_probe.models.checkpoint import LoadedCheckpoint
-from saliency_probe.models.scene import build_classifier_head
+from saliency_probe.models.scene import build_classifier_head, scene_pooling
 from saliency_probe.probe import unit_figures
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.options import FiguresOptions, OutputOptions, SceneAttentionOptions
@@ -93,7 +95,11 @@ def scene_classifier(loaded: LoadedCheckpoint) -> nn.Sequential:
     names = params.get("class_names")
     if not names:
         raise ValueError(f"checkpoint {loaded.path}: a scene checkpoint must record class_names in hyper_parameters")
-    head = build_classifier_head(len(names), float(params.get("dropout", 0.5)), int(params.get("hidden_features", 4096)))
+    spec = loaded.backbone
+    table = architecture(spec).table
+    channels = table.get(table.head).channels
+    head = build_classifier_head(len(names), float(params.get("dropout", 0.5)), int(params.get("hidden_features", 4096)),
+                                 channels, scene_pooling(spec))
     prefix = "classifier."
     state = {key[len(prefix):]: value for key, value in loaded.state_dict.items() if key.startswith(prefix)}
     try:
@@ -171,8 +177,8 @@ class IndexedItems(Dataset):
 
 class SceneAttentionModule(ProbePass):
     """Per image: the attention map's NSS, the true and the predicted class. ``trunk(images)`` must return the
-    conv5_3 post-ReLU maps (a :class:`~saliency_probe.models.backbone.VGGTrunk` does) and ``classifier`` the
-    logits from them. Batches carry each item's ``position`` in the data set (:class:`IndexedItems`).
+    head layer's maps (a :class:`~saliency_probe.models.backbone.Trunk` does; VGG-16: conv5_3 post-ReLU) and
+    ``classifier`` the logits from them. Batches carry each item's ``position`` in the data set (:class:`IndexedItems`).
 
     The result (the same on every rank) holds ``records``, an ``(N, 4)`` float64 array ``[position, label,
     predicted, nss]`` sorted by position (:func:`dataset_stems` names the positions).
@@ -254,7 +260,7 @@ class SceneAttentionAnalysis(Analysis):
             del module, loaded
         tables = context.tables_dir
         if context.is_global_zero:
-            header = (f"Attention = mean of the conv5_3 maps; NSS against the fixations of the held-out images "
+            header = (f"Attention = mean of the {context.head_layer} maps; NSS against the fixations of the held-out images "
                       f"(split {options.split!r} of each checkpoint's training data); {options.confidence:.0%} "
                       f"percentile bootstrap interval of the mean ({options.n_resamples} resamples, seed "
                       f"{options.seed}).")

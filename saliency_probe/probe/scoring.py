@@ -128,6 +128,8 @@ class BenchmarkSettings:
     classical: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_root: str | None = None
     metrics: tuple[str, ...] = METRICS
+    #: The ``backbone`` config (plain), for ``model:<name>`` specs.
+    backbone: dict[str, Any] | None = None
 
 
 @dataclass
@@ -164,7 +166,7 @@ def model_notes(spec: str, model: MapModel | None) -> str:
         if model.params.get("bgr_channel_order"):
             return "colour channels BGR read as RGB (the released program's order)"
         return "colour channels in the correct RGB order (bgr_channel_order=false)"
-    if model is not None and model.kind in ("checkpoint", "maps"):
+    if model is not None and model.kind in ("checkpoint", "maps", "model"):
         return ", ".join(f"{key}={value}" for key, value in model.params.items())
     return ""
 
@@ -186,7 +188,7 @@ class ImageScorer:
         for spec in settings.specs:
             if spec in BASELINES:
                 continue
-            model = resolve_model(spec, settings.image_size, settings.classical)
+            model = resolve_model(spec, settings.image_size, settings.classical, settings.backbone)
             self.models[spec] = model
             root = settings.cache_root if model.kind != "maps" else None  # maps are already files
             self.caches[spec] = MapCache(root, display_name(model), cache_params(model))
@@ -298,7 +300,7 @@ def cache_params(model: MapModel) -> dict[str, Any]:
     """What identifies a model's maps: its parameters, and for checkpoints the file's size and time."""
     params = dict(model.params)
     path = params.get("path")
-    if model.kind == "checkpoint" and path and os.path.isfile(path):
+    if model.kind in ("checkpoint", "model") and path and os.path.isfile(path):
         stat = os.stat(path)
         params.update(file_size=stat.st_size, file_mtime_ns=stat.st_mtime_ns)
     return params

@@ -3,7 +3,9 @@
 ``resolve_sources`` turns the config keys ``ckpt`` (a path or a list), ``sweep`` (a training multirun folder)
 and ``backbone.weights`` into named :class:`TrunkSource` s. Checkpoints are validated up front (a bad third
 checkpoint fails before the first is probed) and loaded again, one at a time, when probed, so memory holds
-one model at a time.
+one model at a time. A run probes one backbone: the checkpoints' (each records its own), else the ``backbone``
+config's; :func:`run_backbone` says which, and refuses checkpoints of another backbone than an explicit
+``backbone=``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from saliency_probe.models.backbone import VGGTrunk, build_trunk, is_random_weights
+from saliency_probe.models.backbone import BackboneSpec, Trunk, build_trunk, is_random_weights
 from saliency_probe.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ class TrunkSource:
         weights: the ``backbone.weights`` value (``kind == "weights"``).
         seed: initialisation seed of a random trunk.
         control: True for controls added beside the requested models (the random-initialisation trunk).
-        info: what is known about the model (task, fine-tuned layers, sweep job number, overrides).
+        info: what is known about the model (task, fine-tuned layers, sweep job number, overrides, backbone).
+        backbone: the ``backbone`` config of a weights or random trunk (None: VGG-16; checkpoints record theirs).
     """
 
     name: str
@@ -48,23 +51,40 @@ class TrunkSource:
     seed: int = 0
     control: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    backbone: dict[str, Any] | None = None
+
+    @property
+    def spec(self) -> BackboneSpec:
+        """The source's backbone (a checkpoint's as recorded in it)."""
+        if self.kind == "checkpoint" and self.backbone is None:
+            loaded = self.checkpoint()
+            assert loaded is not None
+            return loaded.backbone
+        return BackboneSpec.from_config(self.backbone, weights=self.weights)
+
+    @property
+    def has_output_map(self) -> bool:
+        """A saliency checkpoint, or a weights trunk of a ``custom`` model with ``backbone.output``."""
+        if self.kind == "checkpoint":
+            return str(self.info.get("task")) == "saliency"
+        return self.kind == "weights" and not self.control and self.spec.output is not None
 
     def checkpoint(self) -> LoadedCheckpoint | None:
         """The loaded checkpoint (task, saliency head, metadata) or None for weights and random trunks."""
         return load_checkpoint(self.path) if self.kind == "checkpoint" and self.path is not None else None
 
-    def trunk(self) -> VGGTrunk:
+    def trunk(self) -> Trunk:
         """Build the trunk in eval mode."""
         if self.kind == "checkpoint":
             loaded = self.checkpoint()
             assert loaded is not None
             trunk = loaded.trunk()
         elif self.kind == "weights":
-            trunk = build_trunk(self.weights)
+            trunk = build_trunk(self.weights, self.spec)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                trunk = build_trunk(None)
+                trunk = build_trunk(None, self.spec)
         return trunk.eval()
 
 
@@ -92,18 +112,21 @@ def checkpoint_source(
 ) -> TrunkSource:
     """Validate a checkpoint (safe load, ours, has trunk weights) and describe it."""
     loaded = load_checkpoint(Path(path).expanduser())
-    if not any(key.startswith("trunk.features.") for key in loaded.state_dict):
+    if not any(key.startswith("trunk.") for key in loaded.state_dict):
         raise ValueError(
-            f"checkpoint {loaded.path} has no trunk weights (keys 'trunk.features.*'); "
+            f"checkpoint {loaded.path} has no trunk weights (keys 'trunk.*'); "
             "expected a checkpoint written by `python train.py`"
         )
+    spec = loaded.backbone
     details = {
         "task": loaded.task,
         "finetune_layers": str(loaded.metadata.get("finetune_layers")),
         "checkpoint": str(loaded.path.resolve()),
+        "backbone": spec.name,
         **(info or {}),
     }
-    return TrunkSource(name=name or loaded.run_name, kind="checkpoint", path=loaded.path, info=details)
+    return TrunkSource(name=name or loaded.run_name, kind="checkpoint", path=loaded.path, info=details,
+                       backbone=spec.to_dict())
 
 
 def _job_number(folder: Path) -> tuple[int, str]:
@@ -213,6 +236,33 @@ def _unique_names(sources: Iterable[TrunkSource]) -> list[TrunkSource]:
     return out
 
 
+def run_backbone(
+    checkpoints: Sequence[TrunkSource], backbone: Any = None, explicit: bool = False
+) -> BackboneSpec:
+    """The backbone of a probe run: the checkpoints' (they must share one), else the ``backbone`` config's.
+
+    ``explicit``: ``backbone=`` was given on the command line; checkpoints of another backbone are then one
+    error naming both. The run's weights are always the config's (``backbone.weights``: Table 7's ``pt`` row).
+    """
+    config = BackboneSpec.from_config(backbone)
+    if not checkpoints:
+        return config
+    first = checkpoints[0]
+    for other in checkpoints[1:]:
+        if other.spec.architecture_key() != first.spec.architecture_key():
+            raise ValueError(
+                f"checkpoints {first.path} ({first.spec.describe()}) and {other.path} ({other.spec.describe()}) "
+                "were trained on different backbones; probe each backbone in its own run"
+            )
+    if explicit and first.spec.architecture_key() != config.architecture_key():
+        raise ValueError(
+            f"checkpoint {first.path} was trained on backbone {first.spec.describe()}, but backbone="
+            f"{config.describe()} was given: drop backbone= (probe.py rebuilds the checkpoint's backbone) or "
+            f"probe {config.describe()} checkpoints"
+        )
+    return BackboneSpec.from_config(first.spec, weights=config.weights)
+
+
 def resolve_sources(
     ckpt: str | Sequence[str] | None = None,
     sweep: str | None = None,
@@ -220,6 +270,8 @@ def resolve_sources(
     random_control: bool = True,
     seed: int = 0,
     names: Sequence[str] | None = None,
+    backbone: Any = None,
+    explicit_backbone: bool = False,
 ) -> list[TrunkSource]:
     """The models of a probe run, in table order.
 
@@ -228,11 +280,19 @@ def resolve_sources(
     - then every ``ckpt`` in order, then every job of ``sweep`` by job number;
     - then the random-initialisation control, unless a random trunk is already probed.
     ``names`` gives display names to the requested models in this order (controls keep theirs), e.g. Table 7's
-    ``[pt, sp, sr]``.
+    ``[pt, sp, sr]``. ``backbone`` (a ``backbone`` config; None = VGG-16) and ``explicit_backbone``: see
+    :func:`run_backbone`; the weights and random trunks are of the run's backbone.
     """
+    checkpoints = [checkpoint_source(path) for path in _as_list(ckpt)]
+    if sweep:
+        checkpoints.extend(sweep_sources(sweep))
+    config = BackboneSpec.from_config(backbone, weights=weights) if backbone is not None else \
+        BackboneSpec.from_config(None, weights=weights)
+    spec = run_backbone(checkpoints, config, explicit_backbone)
+    plain = spec.to_dict()
+    plain["weights"] = None
     sources: list[TrunkSource] = []
-    checkpoints = _as_list(ckpt)
-    if (not checkpoints and not sweep) or not is_random_weights(weights):
+    if not checkpoints or not is_random_weights(weights):
         kind = "random" if is_random_weights(weights) else "weights"
         sources.append(
             TrunkSource(
@@ -240,12 +300,11 @@ def resolve_sources(
                 kind=kind,
                 weights=None if kind == "random" else str(weights),
                 seed=seed,
-                info={"weights": None if kind == "random" else str(weights)},
+                info={"weights": None if kind == "random" else str(weights), "backbone": spec.name},
+                backbone=plain,
             )
         )
-    sources.extend(checkpoint_source(path) for path in checkpoints)
-    if sweep:
-        sources.extend(sweep_sources(sweep))
+    sources.extend(checkpoints)
     if names:
         labels = [str(name) for name in names]
         if len(labels) != len(sources):
@@ -259,6 +318,7 @@ def resolve_sources(
         ]
     if random_control and not any(source.kind == "random" for source in sources):
         sources.append(
-            TrunkSource(name=RANDOM_NAME, kind="random", seed=seed, control=True, info={"control": True})
+            TrunkSource(name=RANDOM_NAME, kind="random", seed=seed, control=True,
+                        info={"control": True, "backbone": spec.name}, backbone=plain)
         )
     return _unique_names(sources)

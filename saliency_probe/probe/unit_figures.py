@@ -1,6 +1,6 @@
 """Unit maps before and after fine-tuning (the paper's Figs. 5 and 6) and across tasks (Fig. 11).
 
-Every choice is made by a stated rule on the inner analysis's conv5_3 unit means (``(C, K)`` per model), so the
+Every choice is made by a stated rule on the inner analysis's unit means at the head layer (VGG-16: conv5_3) (``(C, K)`` per model), so the
 figures are reproducible and not hand-picked:
 
 - Fig. 5, ``fig5_unit_gain_<after>.png``: the (unit, category) whose mean NSS gained the most from the reference
@@ -138,15 +138,17 @@ def search_set(dataset: OsieSrDataset, count: int, category: str) -> Example:
 
 
 @torch.no_grad()
-def unit_maps(trunk: nn.Module, units: Sequence[int], example: Example, batch_size: int = 16) -> torch.Tensor:
-    """The small conv5_3 maps ``(N, U, h, w)`` of ``units`` for the ``N`` searched images (batched passes)."""
-    extractor = LayerActivations(trunk, [LAYER]).eval()
+def unit_maps(trunk: nn.Module, units: Sequence[int], example: Example, batch_size: int = 16,
+              layer: str = LAYER) -> torch.Tensor:
+    """The small ``layer`` (the head layer; VGG-16: conv5_3) maps ``(N, U, h, w)`` of ``units`` for the ``N``
+    searched images (batched passes)."""
+    extractor = LayerActivations(trunk, [layer]).eval()
     device = next(trunk.parameters()).device
     chosen = torch.as_tensor(list(units), dtype=torch.long)
     out = []
     for start in range(0, len(example.items), batch_size):
         images = torch.stack([item["image"] for item in example.items[start : start + batch_size]]).to(device)
-        out.append(extractor(images)[LAYER][:, chosen.to(device)].float().cpu())
+        out.append(extractor(images)[layer][:, chosen.to(device)].float().cpu())
     return torch.cat(out)
 
 
@@ -178,7 +180,7 @@ def _region_mask(item: dict[str, Any], category: str) -> np.ndarray:
 def _unit_means(context: ProbeContext, name: str) -> np.ndarray | None:
     inner = context.results.get("inner")
     per_model = inner.data.get("unit_results", {}) if inner is not None else {}
-    layer = per_model.get(name, {}).get(LAYER)
+    layer = per_model.get(name, {}).get(context.head_layer)
     return None if layer is None else np.asarray(layer.unit_means)
 
 
@@ -196,8 +198,8 @@ def _save(context: ProbeContext, figure: Figure, stem: str, caption: str, writte
 def _ready(context: ProbeContext) -> tuple[list[str], Any] | None:
     """The inner analysis's categories and the probe data set, or None (with a log line) when absent."""
     inner = context.results.get("inner")
-    if not inner or LAYER not in [str(layer) for layer in context.cfg.layers]:
-        log.info("unit figures (Figs. 5, 6, 11) need the inner analysis with conv5_3 probed; skipped")
+    if not inner or context.head_layer not in context.layers:
+        log.info("unit figures (Figs. 5, 6, 11) need the inner analysis with %s probed; skipped", context.head_layer)
         return None
     return list(inner.data["categories"]), context.dataset()
 
@@ -210,6 +212,7 @@ def fine_tuning_figures(context: ProbeContext) -> list[str]:
     if ready is None or reference is None or not afters:
         return []
     categories, dataset = ready
+    layer = context.head_layer
     before = _unit_means(context, reference.name)
     if before is None:
         return []
@@ -232,8 +235,8 @@ def fine_tuning_figures(context: ProbeContext) -> list[str]:
             if k not in examples:
                 examples[k] = search_set(dataset, count, categories[k])
             example = examples[k]
-            maps_before = unit_maps(before_trunk, [unit], example)[:, 0]
-            maps_after = unit_maps(after_trunk, [unit], example)[:, 0]
+            maps_before = unit_maps(before_trunk, [unit], example, layer=layer)[:, 0]
+            maps_after = unit_maps(after_trunk, [unit], example, layer=layer)[:, 0]
             nss_before = category_nss(maps_before, example, categories[k])
             nss_after = category_nss(maps_after, example, categories[k])
             position = pick_image(nss_before, nss_after)
@@ -248,7 +251,7 @@ def fine_tuning_figures(context: ProbeContext) -> list[str]:
                 (f"after ({after_source.name}): {nss_after[position]:.2f}", _full(maps_after[position], size), True),
                 ("after, map alone", _full(maps_after[position], size), False),
             ]
-            title = (f"{LAYER} unit {unit}, {why}: mean NSS on {categories[k]} {before[unit, k]:.2f} -> "
+            title = (f"{layer} unit {unit}, {why}: mean NSS on {categories[k]} {before[unit, k]:.2f} -> "
                      f"{after[unit, k]:.2f}")
             figure = map_row(dataset.load_image(index), fixations, _region_mask(item, categories[k]), panels, title)
             _save(context, figure, f"{stem}_{safe_name(after_source.name)}", title, written)
@@ -263,6 +266,7 @@ def task_figures(context: ProbeContext, gt_sigma: float) -> list[str]:
     if ready is None or not triples:
         return []
     categories, dataset = ready
+    layer = context.head_layer
     count = context.options("figures", FiguresOptions).search_images
     written: list[str] = []
     for reference, scene, saliency in triples:
@@ -271,7 +275,7 @@ def task_figures(context: ProbeContext, gt_sigma: float) -> list[str]:
             continue
         unit, k, difference = largest_gain(means[1], means[2])
         example = search_set(dataset, count, categories[k])
-        maps = [unit_maps(source.trunk().eval(), [unit], example)[:, 0] for source in (reference, scene, saliency)]
+        maps = [unit_maps(source.trunk().eval(), [unit], example, layer=layer)[:, 0] for source in (reference, scene, saliency)]
         scores = [category_nss(m, example, categories[k]) for m in maps]
         position = pick_image(scores[1], scores[2])
         if position is None:
@@ -284,7 +288,7 @@ def task_figures(context: ProbeContext, gt_sigma: float) -> list[str]:
         for label, source, maps_of, score in zip(("pt", "sr", "sp"), (reference, scene, saliency), maps, scores,
                                                  strict=True):
             panels.append((f"{label} ({source.name}): {score[position]:.2f}", _full(maps_of[position], size), True))
-        title = (f"{LAYER} unit {unit}, category {categories[k]}: mean NSS pt {means[0][unit, k]:.2f}, "
+        title = (f"{layer} unit {unit}, category {categories[k]}: mean NSS pt {means[0][unit, k]:.2f}, "
                  f"sr {means[1][unit, k]:.2f}, sp {means[2][unit, k]:.2f} (largest sp - sr: {difference:+.2f})")
         figure = map_row(dataset.load_image(index), fixations, _region_mask(item, categories[k]), panels, title)
         _save(context, figure, files.fig11_tasks(safe_name(_layers(saliency))), title, written)

@@ -24,7 +24,8 @@ def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.2g}"
 
 
-def output_markdown(rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, Mapping[str, Any]], header: str) -> str:
+def output_markdown(rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, Mapping[str, Any]], header: str,
+                    layer: str = "conv5_3") -> str:
     """``output_saliency.md``: per model, inner saliency, OS_c, OD_c and regions per category, then the tests.
 
     Parameters
@@ -35,6 +36,8 @@ def output_markdown(rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, 
         Model name -> its statistics (the models in this order).
     header : str
         Paragraph under the title (data and settings).
+    layer : str
+        The layer of the inner saliency (the head layer; VGG-16: conv5_3).
     """
     lines = ["# Output saliency (Eq. 2) and output difference (Eq. 3)", "", header, ""]
     for model, summary in statistics.items():
@@ -42,7 +45,7 @@ def output_markdown(rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, 
         lines += [f"## {model}", ""]
         body = [[row["category"], format_number(row["inner_nss"]), format_number(row["os"]),
                  format_number(row["od"]), str(row["n_regions"])] for row in subset]
-        lines += [markdown_table(["category", "inner NSS (conv5_3 top-k)", "OS_c", "OD_c", "regions"], body), ""]
+        lines += [markdown_table(["category", f"inner NSS ({layer} top-k)", "OS_c", "OD_c", "regions"], body), ""]
         rs, anova = summary["spearman"], summary["anova"]
         lines.append(f"- Spearman r_s(inner, OS) = {format_number(rs['r'])} (p = {_p(rs['p'])}, "
                      f"{rs['n_categories']} categories)")
@@ -72,8 +75,9 @@ def fig7(
     summary: Mapping[str, Any],
     example: Mapping[str, Any] | None,
     title: str,
+    layer: str = "conv5_3",
 ) -> Figure:
-    """Fig. 7 of one model.
+    """Fig. 7 of one model (``layer``: the inner saliency's layer).
 
     Top: inner vs output saliency per category (names on the points, r_s in the title) and OD_c per category in
     increasing inner saliency (error bars: 1.96 standard errors of the mean, the ANOVA p in the title). Bottom,
@@ -103,7 +107,7 @@ def fig7(
         scatter.annotate(row["category"], (row["inner_nss"], row["os"]), fontsize=7, xytext=(3, 3),
                          textcoords="offset points")
     rs = summary["spearman"]
-    scatter.set_xlabel("inner saliency (conv5_3 top-k mean NSS)")
+    scatter.set_xlabel(f"inner saliency ({layer} top-k mean NSS)")
     scatter.set_ylabel("output saliency OS_c")
     scatter.set_title(f"r_s = {format_number(rs['r'])} (p = {_p(rs['p'])})", fontsize=9)
     bars = figure.add_subplot(grid[0, 2])

@@ -30,14 +30,14 @@ DESCRIPTIONS: list[tuple[str, str]] = [
      "shuffled-region baseline."),
     (in_tables(files.INNER_MD), "the same in the paper's layout."),
     (in_tables(files.inner_units_npz("*")), "per model and layer the (units x categories) means, stds and region counts."),
-    (in_tables(files.OUTPUT_CSV), "per saliency checkpoint and category: inner NSS (conv5_3 top-k mean), OS_c "
+    (in_tables(files.OUTPUT_CSV), "per saliency checkpoint and category: inner NSS (top-k mean at the head layer, VGG-16: conv5_3), OS_c "
      "(Eq. 2: mean NSS of the prediction over the category's regions), OD_c (Eq. 3: mean |NSS(pred) - NSS(GT)|)."),
     (in_tables(files.OUTPUT_REGIONS_CSV), "every region's NSS of the prediction and of the ground truth (the values the "
      "ANOVA and Tukey tests use)."),
     (in_tables(files.OUTPUT_MD), "the output table with the tests per model."),
     (in_tables(files.OUTPUT_STATISTICS), "Spearman r_s(inner NSS, OS_c) across categories; one-way ANOVA and Tukey HSD "
      "across categories on per-region OD (and OS); per model, the primary model at the top level."),
-    (in_tables(files.SCENE_CSV), "Table 8: NSS of the scene network's mean conv5_3 map on held-out images, split "
+    (in_tables(files.SCENE_CSV), "Table 8: NSS of the scene network's mean head-layer map (VGG-16: conv5_3) on held-out images, split "
      "by correct / wrong scene prediction, with a percentile-bootstrap interval of the mean."),
     (in_tables(files.SCENE_PER_IMAGE_CSV), "every held-out image's label, prediction and attention NSS."),
     (in_tables(files.SCENE_MD), "Table 8 with the Mann-Whitney test between the groups."),
@@ -89,9 +89,12 @@ def paper_row(model: Mapping[str, Any]) -> tuple[str, str] | None:
 
     A pretrained trunk (``backbone.weights``) or any checkpoint with 0 fine-tuned layers (trunk untouched) is
     Table 3 row 0; a saliency checkpoint with k layers tuned is Table 3 row k; a scene checkpoint with 1 layer
-    tuned is Table 7 row ``sr`` (the paper's only scene setting). Random trunks have no paper row.
+    tuned is Table 7 row ``sr`` (the paper's only scene setting). Random trunks and backbones other than VGG-16
+    have no paper row.
     """
     info = _info(model)
+    if str(info.get("backbone") or "vgg16") != "vgg16":
+        return None
     kind, task, layers = model.get("kind"), info.get("task"), str(info.get("finetune_layers"))
     if kind == "weights":
         return "table3", "0"
