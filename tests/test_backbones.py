@@ -403,3 +403,50 @@ def test_checkpoint_of_another_backbone_than_an_explicit_one_is_refused(tmp_path
     with pytest.raises(ValueError, match=r"trained on backbone resnet18, but backbone=vgg19 was given"):
         run_probe_in(tmp_path / "probe", [*synthetic_overrides(synthetic_root), f"ckpt={summary['best_checkpoint']}",
                                           "backbone=vgg19"])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# any torchvision model: backbone=torchvision backbone.name=...
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_torchvision_stages_are_detected_from_the_graph() -> None:
+    assert layer_table("efficientnet_b0").names == ["features.1", "features.2", "features.3", "features.5",
+                                                    "features.8"]
+    assert layer_table("densenet121").names == ["features.relu0", "features.denseblock1", "features.denseblock2",
+                                                "features.denseblock3", "relu"]
+    table = layer_table("mobilenet_v3_small")
+    assert table.names == ["features.0", "features.1", "features.3", "features.8", "features.12"]
+    assert [layer.stride for layer in table.layers] == [2, 4, 8, 16, 32]
+    assert [layer.channels for layer in table.layers] == [16, 16, 24, 48, 576]
+    assert table.default_layers() == ["features.8", "features.12"]
+    explicit = layer_table({"name": "mobilenet_v3_small", "layers": {"mid": "features.6", "top": "features.12"}})
+    assert explicit.names == ["mid", "top"] and explicit.get("mid").channels == 40
+
+
+def test_torchvision_model_units_heads_weights_and_probe(tmp_path: Path, synthetic_root: Path) -> None:
+    from test_probe import csv_rows, run_in, synthetic_overrides
+
+    reference = torchvision.models.mobilenet_v3_small(weights=None).eval()
+    module = SaliencyModule(weights=None, backbone="mobilenet_v3_small")
+    assert isinstance(module.trunk.model.classifier, nn.Identity)  # the classifier is not part of the trunk
+    # each stage owns the feature blocks after the previous stage's output: features[9:13] is the last
+    stages = [(0, 1), (1, 2), (2, 4), (4, 9), (9, 13)]
+    for layers in ("0", "1", "2", "5", "all"):
+        FreezeLayers(layers).freeze_before_training(module)
+        k = 5 if layers == "all" else int(layers)
+        blocks = [i for start, end in stages[5 - k:] for i in range(start, end)]
+        assert count(p for p in module.parameters() if p.requires_grad) == count(
+            p for i in blocks for p in reference.features[i].parameters()) + 576, layers
+    path = tmp_path / "mobilenet.pth"
+    torch.save(reference.state_dict(), path)
+    trunk = build_trunk(str(path), "mobilenet_v3_small").eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(trunk(images), reference.features(images), rtol=0, atol=0)
+    run_in(tmp_path / "run", [*synthetic_overrides(synthetic_root), "backbone=torchvision",
+                              "backbone.name=mobilenet_v3_small", f"backbone.weights={path}",
+                              "layers=[features.8,last]", "figures.enabled=false"])
+    rows = csv_rows(tmp_path / "run")
+    assert {(model, layer) for model, layer, _ in rows} == {
+        (model, layer) for model in ("mobilenet", "random-init") for layer in ("features.8", "features.12")}
