@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-SECTIONS = ["benchmarks_train", "benchmarks_metrics", "benchmarks_probe", "benchmarks_classical", "benchmarks_osie"]
+SECTIONS = [
+    "benchmarks_train", "benchmarks_metrics", "benchmarks_probe", "benchmarks_classical", "benchmarks_osie",
+    "benchmarks_backbones",
+]
 
 
 def demote(text: str) -> str:

@@ -8,6 +8,7 @@ stream the data set through ``trainer.predict`` in a fresh process each, as ``pr
     python benchmarks/probe_speed.py                                    # print the tables
     python benchmarks/probe_speed.py --out docs/benchmarks_probe.md      # and write them
     python benchmarks/probe_speed.py --device cuda --batch-size 32       # on a GPU
+    python benchmarks/probe_speed.py --backbone resnet50                 # another trunk, its default layers
 """
 
 from __future__ import annotations
@@ -32,10 +33,28 @@ sys.path.insert(0, str(REPO))
 
 from saliency_probe.data.datamodules import OsieSrDataModule  # noqa: E402
 from saliency_probe.io_utils import write_text  # noqa: E402
-from saliency_probe.models.backbone import build_trunk  # noqa: E402
+from saliency_probe.models.backbone import architecture, build_trunk  # noqa: E402
 from saliency_probe.probe.module import RegionProbeModule  # noqa: E402
 
-LAYERS = ["conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
+LAYERS = ["conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]  # VGG-16's default layers
+
+
+#: ``--layers`` (None: the backbone's default layers).
+CHOSEN_LAYERS: list[str] | None = None
+
+
+def probe_layers(backbone: str) -> list[str]:
+    """``--layers``, else the backbone's default probe layers (its last two stages; VGG-16: ``LAYERS``)."""
+    return architecture(backbone).ordered(CHOSEN_LAYERS)
+
+
+def forward_name(backbone: str) -> str:
+    return f"forward only (trunk to {architecture(backbone).table.head})"
+
+
+def probe_name(backbone: str, control: bool = False) -> str:
+    count = len(probe_layers(backbone))
+    return f"probe, {count} layers" + (" + shuffled-region control" if control else "")
 
 
 def datamodule(args: argparse.Namespace, limit: int | None) -> OsieSrDataModule:
@@ -85,9 +104,10 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
     data = datamodule(args, limit=args.images)
     batches = [to_device(batch, device) for batch in data.predict_dataloader()]
     n_images = sum(len(b["image"]) for b in batches)
-    trunk = build_trunk(args.weights).to(device).eval()
-    probe = RegionProbeModule(trunk, LAYERS, data.categories, shuffled_control=False).to(device)
-    control = RegionProbeModule(trunk, LAYERS, data.categories, shuffled_control=True).to(device)
+    trunk = build_trunk(args.weights, args.backbone).to(device).eval()
+    layers = probe_layers(args.backbone)
+    probe = RegionProbeModule(trunk, layers, data.categories, shuffled_control=False).to(device)
+    control = RegionProbeModule(trunk, layers, data.categories, shuffled_control=True).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
 
     def forward() -> None:
@@ -107,9 +127,9 @@ def timing(args: argparse.Namespace, device: torch.device) -> dict:
         return go
 
     methods = {
-        "forward only (trunk to conv5_3)": forward,
-        "probe, 6 layers": run(probe),
-        "probe, 6 layers + shuffled-region control": run(control),
+        forward_name(args.backbone): forward,
+        probe_name(args.backbone): run(probe),
+        probe_name(args.backbone, control=True): run(control),
     }
     for fn in methods.values():  # warm-up
         fn()
@@ -126,7 +146,8 @@ def memory_run(args: argparse.Namespace) -> None:
 
     device = torch.device(args.device)
     data = datamodule(args, limit=args.memory_run)
-    module = RegionProbeModule(build_trunk(args.weights), LAYERS, data.categories, shuffled_control=True)
+    module = RegionProbeModule(build_trunk(args.weights, args.backbone), probe_layers(args.backbone), data.categories,
+                               shuffled_control=True)
     trainer = pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
@@ -180,6 +201,9 @@ def passthrough(args: argparse.Namespace) -> list[str]:
         str(args.threads),
         "--osie-hw",
         *map(str, args.osie_hw),
+        "--backbone",
+        args.backbone,
+        *(["--layers", *args.layers] if args.layers else []),
     ]
     if args.weights:
         flags += ["--weights", args.weights]
@@ -202,7 +226,9 @@ def machine(device: torch.device) -> str:
 
 def report(args: argparse.Namespace, device: torch.device, speed: dict, mem: list[dict], load: str) -> str:
     times = speed["times"]
-    base = "forward only (trunk to conv5_3)"
+    base = forward_name(args.backbone)
+    layers = probe_layers(args.backbone)
+    trunk = "VGG-16" if args.backbone == "vgg16" else args.backbone
     best0, median0 = min(times[base]), statistics.median(times[base])
     lines = [
         "## Probe: time and memory",
@@ -210,7 +236,7 @@ def report(args: argparse.Namespace, device: torch.device, speed: dict, mem: lis
         f"Machine: {machine(device)}, device `{device}`{' (bf16 autocast)' if args.bf16 else ''}, torch "
         f"{torch.__version__}, Python {platform.python_version()}. Data: {speed['images']} synthetic OSIE-format "
         f"images of {args.osie_hw[0]}x{args.osie_hw[1]} with OSIE-SR regions, input {args.image_size} px, batch "
-        f"{args.batch_size}, layers {', '.join(LAYERS)} (one forward pass), random-initialised VGG-16 "
+        f"{args.batch_size}, layers {', '.join(layers)} (one forward pass), random-initialised {trunk} "
         f"(the cost does not depend on the weights). Best and median of {args.repeats} interleaved runs after a "
         f"warm-up, batches held in memory; load average at the start {load}.",
         "",
@@ -223,13 +249,14 @@ def report(args: argparse.Namespace, device: torch.device, speed: dict, mem: lis
             f"| {name} | {best:.3f} | {median:.3f} | {1000 * best / speed['images']:.1f} | "
             f"{best / best0:.3f} / {median / median0:.3f} |"
         )
-    probe = statistics.median(times["probe, 6 layers"]) / median0
+    probe = statistics.median(times[probe_name(args.backbone)]) / median0
     verdict = "met" if probe <= 1.15 else "**not met**"
     lines += [
         "",
         f"Target: probe <= 1.15 x forward (docs/protocol.md, Targets): {verdict} here (median ratio {probe:.3f}).",
         "",
-        "Peak memory of a streaming `trainer.predict` (6 layers + shuffled control), one fresh process each:",
+        f"Peak memory of a streaming `trainer.predict` ({len(layers)} layers + shuffled control), one fresh process "
+        "each:",
         "",
         "| images | peak RSS (MiB) | peak CUDA allocated (MiB) | seconds |",
         "|---:|---:|---:|---:|",
@@ -243,7 +270,9 @@ def report(args: argparse.Namespace, device: torch.device, speed: dict, mem: lis
             f"Peak RSS ratio {mem[-1]['images']} / {mem[0]['images']} images: "
             f"{mem[-1]['peak_rss_mib'] / mem[0]['peak_rss_mib']:.3f} (flat = 1).",
         ]
-    flags = " ".join([f"--images {args.images}", *(passthrough(args)[4:] if args.device != "cpu" else [])])
+    flags = " ".join([f"--images {args.images}", *(passthrough(args)[4:] if args.device != "cpu" else []),
+                      *([f"--backbone {args.backbone}"] if args.backbone != "vgg16" and args.device == "cpu" else []),
+                      *([f"--layers {' '.join(args.layers)}"] if args.layers and args.device == "cpu" else [])])
     lines += [
         "",
         f"Reproduce: `python benchmarks/probe_speed.py {flags}`.",
@@ -263,6 +292,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--weights", default=None, help="backbone.weights (default: random initialisation)")
+    parser.add_argument("--backbone", default="vgg16", help="backbone name (vgg16, resnet18, resnet50, ...)")
+    parser.add_argument("--layers", nargs="+", default=None, help="probed layers (default: the backbone's default)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (bf16-mixed on the Trainer)")
     parser.add_argument("--threads", type=int, default=2)
@@ -271,6 +302,8 @@ def main() -> None:
     parser.add_argument("--memory-run", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write the Markdown section here")
     args = parser.parse_args()
+    global CHOSEN_LAYERS
+    CHOSEN_LAYERS = args.layers
     torch.set_num_threads(args.threads)
     if args.memory_run is not None:
         memory_run(args)

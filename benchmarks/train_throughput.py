@@ -17,6 +17,7 @@ processes hits both alike. Run:
 
     python benchmarks/train_throughput.py                        # print the tables
     python benchmarks/train_throughput.py --out /tmp/train.md    # also write them as Markdown
+    python benchmarks/train_throughput.py --backbone resnet18 --layers 2 all --skip-data   # another trunk
 """
 
 from __future__ import annotations
@@ -101,10 +102,10 @@ def batch_loader(batches: Sequence[dict[str, torch.Tensor]]) -> DataLoader:
     return DataLoader(list(batches), batch_size=None, shuffle=False, num_workers=0)
 
 
-def build_module(seed: int = 0) -> SaliencyModule:
-    """A randomly initialised saliency model (weights do not change the speed; no file is needed)."""
+def build_module(seed: int = 0, backbone: str = "vgg16") -> SaliencyModule:
+    """A randomly initialised saliency model on ``backbone`` (weights do not change the speed; no file is needed)."""
     torch.manual_seed(seed)
-    return SaliencyModule(weights=None)
+    return SaliencyModule(weights=None) if backbone == "vgg16" else SaliencyModule(weights=None, backbone=backbone)
 
 
 def train_plain(module: SaliencyModule, batches: Sequence[dict[str, torch.Tensor]], finetune_layers: int | str) -> StepClock:
@@ -163,13 +164,14 @@ class TrainResult:
 def compare_training(
     layers: Sequence[int | str], repeats: int, steps: int, warmup: int, batch_size: int, image_size: int,
     fixation_hw: tuple[int, int], seed: int = 0, progress: Callable[[str], None] | None = None,
+    backbone: str = "vgg16",
 ) -> list[TrainResult]:
     """Alternate plain and Lightning runs ``repeats`` times per setting, each on a fresh copy of one model."""
     batches = make_batches(warmup + steps, batch_size, image_size, fixation_hw, seed=seed)
-    template = build_module(seed)
+    template = build_module(seed, backbone)
     results = []
     for value in layers:
-        parse_finetune_layers(value)
+        parse_finetune_layers(value, backbone)
         result = TrainResult(str(value), [], [])
         for repeat in range(repeats):
             for name, run, into in (("plain", train_plain, result.plain), ("lightning", train_lightning, result.lightning)):
@@ -254,7 +256,7 @@ def _verdict(value: float, target: float) -> str:
 
 
 def format_training(results: Sequence[TrainResult], steps: int, warmup: int, batch_size: int, image_size: int,
-                    fixation_hw: tuple[int, int]) -> list[str]:
+                    fixation_hw: tuple[int, int], backbone: str = "vgg16") -> list[str]:
     """Markdown lines: one row per ``finetune.layers`` with median (min-max) steps/s and the ratio."""
 
     def cell(values: list[float]) -> str:
@@ -263,6 +265,7 @@ def format_training(results: Sequence[TrainResult], steps: int, warmup: int, bat
     lines = [
         f"### Training: Lightning vs plain PyTorch loop (target >= {TRAIN_TARGET:.2f} x)",
         "",
+        *([f"Backbone: {backbone}.", ""] if backbone != "vgg16" else []),
         f"Batch {batch_size} at {image_size} px, fixation maps {fixation_hw[0]}x{fixation_hw[1]}; {steps} timed "
         f"steps after {warmup} warm-up step(s) per run; {len(results[0].plain) if results else 0} alternating runs of "
         "each loop per setting. Steps/s: median (min-max) over the runs.",
@@ -309,6 +312,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for training (1: steadiest on a shared machine, see the docs)")
     parser.add_argument("--layers", nargs="+", default=["1", "all"], help="finetune.layers settings")
+    parser.add_argument("--backbone", default="vgg16", help="backbone name (vgg16, resnet18, resnet50, ...)")
     parser.add_argument("--image-size", type=int, default=112, help="training input size (px)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per run")
@@ -352,8 +356,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     if not args.skip_train:
         fixation_hw = tuple(args.fixation_hw)
         results = compare_training(args.layers, args.repeats, args.steps, args.warmup, args.batch_size,
-                                   args.image_size, fixation_hw, progress=progress)
-        lines += format_training(results, args.steps, args.warmup, args.batch_size, args.image_size, fixation_hw)
+                                   args.image_size, fixation_hw, progress=progress, backbone=args.backbone)
+        lines += format_training(results, args.steps, args.warmup, args.batch_size, args.image_size, fixation_hw,
+                                 args.backbone)
         lines.append("")
     if not args.skip_data:
         root = Path(args.data_root) if args.data_root else Path(tempfile.mkdtemp(prefix="salicon_bench_")) / "set"

@@ -104,3 +104,16 @@ def test_loader_benchmark_end_to_end(bench, tmp_path: Path) -> None:
         assert float(row.split("|")[3]) > 0  # samples/s per worker
     assert (tmp_path / "set" / "salicon" / "images" / "train").is_dir()  # --data-root keeps the set
     assert "Training:" not in text
+
+
+def test_loops_make_the_same_updates_on_resnet18(bench) -> None:
+    """--backbone resnet18: both loops train layer4 and the head alike; frozen BatchNorm statistics stay."""
+    batches = bench.make_batches(2, 2, 64, (24, 32), seed=0)  # layer4 is 2x2 (a 1x1 map has NSS 0, no gradient)
+    template = bench.build_module(seed=0, backbone="resnet18")
+    plain, lightning = copy.deepcopy(template), copy.deepcopy(template)
+    bench.train_plain(plain, batches, 2)
+    bench.train_lightning(lightning, batches, 2)
+    before, after_plain, after_lightning = template.state_dict(), plain.state_dict(), lightning.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after_plain[key]) != key.startswith(("trunk.layer4.", "head.")), key
+        torch.testing.assert_close(after_lightning[key], after_plain[key], rtol=1e-4, atol=1e-5, msg=key)

@@ -631,7 +631,7 @@ def test_probe_presets_compose(preset: str, layers: list[str] | None, names: lis
     assert base.layers is None and vgg16.ordered(None) == ["conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2",
                                                            "conv5_3"]
     assert architecture("resnet18").ordered(None if cfg.layers is None else list(cfg.layers)) == (
-        ["layer4.1"] if layers else ["layer3.0", "layer3.1", "layer4.0", "layer4.1"])
+        ["layer4.1"] if layers else ["layer3", "layer4"])
     assert cfg.analyses == "auto" and cfg.top_k == 10 and cfg.threshold == 1.5
     if names is not None:
         assert list(cfg.names) == names

@@ -51,6 +51,7 @@ class LayerTable:
         max_finetune: the largest valid ``finetune.layers`` besides ``all``.
         head: the layer the heads read.
         aliases: extra names of table layers (ResNet stage -> its last block).
+        defaults: the probe's default layers (None: every layer of the last two stages).
     """
 
     backbone: str
@@ -60,6 +61,7 @@ class LayerTable:
     max_finetune: int
     head: str
     aliases: Mapping[str, str] = field(default_factory=dict)
+    defaults: tuple[str, ...] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -80,7 +82,11 @@ class LayerTable:
         return None
 
     def default_layers(self) -> list[str]:
-        """The probe's default layers: every table layer of the last two stages (VGG-16: conv4_1..conv5_3)."""
+        """The probe's default layers, the last two stages: VGG every conv layer of its last two blocks (VGG-16:
+        conv4_1..conv5_3, the paper's Table 2), ResNets the outputs of layer3 and layer4, other models their last
+        two table layers."""
+        if self.defaults is not None:
+            return list(self.defaults)
         stages = sorted({layer.stage for layer in self.layers})[-2:]
         return [layer.name for layer in self.layers if layer.stage in stages]
 

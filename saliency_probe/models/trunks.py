@@ -412,7 +412,7 @@ class Architecture:
                 block.split(".")[0]) + 1) for block in blocks)
             aliases = {stage: [b for b in blocks if b.startswith(stage + ".")][-1] for stage in RESNET_STAGES}
             self.table = LayerTable(spec.name, layers, tuple(blocks), "blocks", len(blocks),
-                                    self._head_name(layers), aliases)
+                                    self._head_name(layers), aliases, defaults=RESNET_STAGES[-2:])
         else:
             model = _meta_model(spec)
             self._graph = trace_graph(model)
