@@ -450,3 +450,44 @@ def test_torchvision_model_units_heads_weights_and_probe(tmp_path: Path, synthet
     rows = csv_rows(tmp_path / "run")
     assert {(model, layer) for model, layer, _ in rows} == {
         (model, layer) for model in ("mobilenet", "random-init") for layer in ("features.8", "features.12")}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# every analysis on ResNet-18 checkpoints
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_every_analysis_runs_on_resnet18_checkpoints(tmp_path: Path, synthetic_root: Path) -> None:
+    """Saliency and scene checkpoints of ResNet-18: inner, output, scene attention and pop-out, with the
+    backbone's layer names, no paper values beside them."""
+    from test_probe import run_in as run_probe_in
+    from test_probe import synthetic_overrides
+
+    from saliency_probe.data.popout_generator import generate_popout
+    from saliency_probe.report.tables import read_csv
+
+    common = ["backbone=resnet18", "finetune.layers=1", "++task.hidden_features=16"]
+    saliency = train_in(tmp_path / "saliency", synthetic_root, [*common, "task=saliency"])
+    scene = train_in(tmp_path / "scene", synthetic_root, [*common, "task=scene"])
+    ckpts = f"ckpt=[{saliency['best_checkpoint']},{scene['best_checkpoint']}]"
+    summary = run_probe_in(tmp_path / "probe", [*synthetic_overrides(synthetic_root), ckpts, "analyses=auto",
+                                                "figures.search_images=2", "scene_attention.n_resamples=99"])
+    assert list(summary["analyses"]) == ["inner", "output", "scene_attention"]
+    assert summary["backbone"] == "resnet18" and all(m["backbone"] == "resnet18" for m in summary["models"])
+    tables = tmp_path / "probe" / "tables"
+    assert {row["layer"] for row in read_csv(tables / "inner_representation.csv")} == {"layer3", "layer4"}
+    assert "inner NSS (layer4 top-k)" in (tables / "output_saliency.md").read_text()
+    assert "mean of the layer4 maps" in (tables / "scene_attention.md").read_text()
+    assert {row["prediction"] for row in read_csv(tables / "scene_attention.csv")} == {"correct", "wrong"}
+    report = (tmp_path / "probe" / "report.md").read_text()
+    assert "beside the paper" not in report  # paper values only beside VGG-16 rows
+    arrays = generate_popout(tmp_path / "arrays", num=4, seed=1, image_size=128, grid=3, dimensions="colour,size",
+                             levels=2)
+    run_probe_in(tmp_path / "popout", [ckpts, "analyses=[popout]", "data=popout", f"data.root={arrays}",
+                                       "popout.image_size=64", "popout.models=[spectral_residual]",
+                                       "figures.enabled=false"])
+    layers = read_csv(tmp_path / "popout" / "tables" / "popout_layers.csv")
+    assert {row["layer"] for row in layers} == {"layer3", "layer4"}
+    assert "| model | layer4 | layer3 |" in (tmp_path / "popout" / "tables" / "popout_layers.md").read_text()
+    models = [row["model"] for row in read_csv(tmp_path / "popout" / "tables" / "popout_models.csv")]
+    assert models[0] == "spectral_residual" and len(models) == 2  # + the saliency checkpoint's output

@@ -69,8 +69,11 @@ class ProbeContext:
 
     @property
     def head_layer(self) -> str:
-        """The layer the heads read (VGG-16: conv5_3): the output analysis's inner saliency, the unit figures."""
-        return self.architecture.table.head
+        """The layer the heads read (VGG-16: conv5_3): the output analysis's inner saliency, the unit figures.
+        Named as probed when a probed layer is the same node (ResNets: the stage ``layer4`` for ``layer4.1``)."""
+        arch = self.architecture
+        node = arch.layer(arch.table.head).node
+        return next((name for name in self.layers if arch.layer(name).node == node), arch.table.head)
 
     @property
     def tables_dir(self) -> Path:

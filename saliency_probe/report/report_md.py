@@ -178,7 +178,7 @@ def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def output_section(run: Path) -> list[str]:
+def output_section(run: Path, paper_values_shown: bool = True) -> list[str]:
     csv, statistics = run / in_tables(files.OUTPUT_CSV), run / in_tables(files.OUTPUT_STATISTICS)
     if not csv.is_file():
         return []
@@ -189,7 +189,7 @@ def output_section(run: Path) -> list[str]:
     lines.append("")
     if (run / in_tables(files.OUTPUT_MD)).is_file():
         lines += _embed(run / in_tables(files.OUTPUT_MD))
-    if statistics.is_file():
+    if statistics.is_file() and paper_values_shown:
         data = json.loads(statistics.read_text(encoding="utf-8"))
         paper = paper_values()["section6"]
         spearman, anova = data.get("spearman") or {}, data.get("anova") or {}
@@ -205,29 +205,36 @@ def _p(value: Any) -> str:
     return "–" if value is None or not math.isfinite(_number(value)) else f"{_number(value):.2g}"
 
 
-def scene_section(run: Path) -> list[str]:
+def scene_section(run: Path, paper_values_shown: bool = True) -> list[str]:
     csv = run / in_tables(files.SCENE_CSV)
     if not csv.is_file():
         return []
-    paper = paper_values()["table8"]["nss"]
+    paper = paper_values()["table8"]["nss"] if paper_values_shown else {}
     lines = ["## Scene network attention (Section 8, Table 8)", ""]
     for name in (files.SCENE_CSV, files.SCENE_PER_IMAGE_CSV):
         if (run / in_tables(name)).is_file():
             lines.append(f"- `{in_tables(name)}`: {describe(in_tables(name))}")
     body = [[r["model"], r["prediction"], format_number(_number(r["nss"]), 3),
              f"[{format_number(_number(r['ci_low']), 3)}, {format_number(_number(r['ci_high']), 3)}]", r["n_images"],
-             format_number(paper.get(r["prediction"]), 2)] for r in read_csv(csv)]
-    lines += ["", markdown_table(["model", "prediction", "NSS", "CI", "images", "paper NSS"], body), ""]
+             *([format_number(paper.get(r["prediction"]), 2)] if paper_values_shown else [])] for r in read_csv(csv)]
+    columns = ["model", "prediction", "NSS", "CI", "images", *(["paper NSS"] if paper_values_shown else [])]
+    lines += ["", markdown_table(columns, body), ""]
     markdown = run / in_tables(files.SCENE_MD)
     if markdown.is_file():
         lines += [line for line in markdown.read_text(encoding="utf-8").splitlines() if line.startswith("- ")] + [""]
     return lines
 
 
-def popout_section(run: Path) -> list[str]:
+def popout_section(run: Path, paper_values_shown: bool = True) -> list[str]:
     paper = paper_values()
     lines: list[str] = []
     models = run / in_tables(files.POPOUT_MODELS + ".csv")
+    if not paper_values_shown:  # another backbone: the tables themselves, no paper column
+        for name in (files.POPOUT_MODELS, files.POPOUT_LAYERS, files.POPOUT_SWEEP):
+            if (run / in_tables(name + ".md")).is_file():
+                lines += [f"`{in_tables(name + '.csv')}`: {describe(in_tables(name + '.csv'))}", "",
+                          *_embed(run / in_tables(name + ".md"))]
+        return (["## Pop-out search arrays (Section 7, Tables 4-6)", "", *lines]) if lines else []
     if models.is_file():
         reference = {key.lower(): value for key, value in paper["table4"]["nmm"].items()}
         body = [[r["model"], format_number(_number(r.get("nmm"))), format_number(reference.get(r["model"].lower()))]
@@ -303,8 +310,11 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
         f"{paper['citation']} They were measured under other conditions ({paper['conditions']}) and are context "
         "for a run on other data or weights, not a target.", "",
     ]
-    for section in (models_section(models), inner_section(run, models), output_section(run), scene_section(run),
-                    popout_section(run), files_section(run)):
+    vgg16 = str(summary.get("backbone") or "vgg16") == "vgg16"  # paper values only beside VGG-16 rows
+    if not vgg16:
+        lines += [f"Backbone {summary['backbone']}: the paper measured VGG-16 only, so no paper value is shown.", ""]
+    for section in (models_section(models), inner_section(run, models), output_section(run, vgg16),
+                    scene_section(run, vgg16), popout_section(run, vgg16), files_section(run)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
 
