@@ -491,3 +491,25 @@ def test_every_analysis_runs_on_resnet18_checkpoints(tmp_path: Path, synthetic_r
     assert "| model | layer4 | layer3 |" in (tmp_path / "popout" / "tables" / "popout_layers.md").read_text()
     models = [row["model"] for row in read_csv(tmp_path / "popout" / "tables" / "popout_models.csv")]
     assert models[0] == "spectral_residual" and len(models) == 2  # + the saliency checkpoint's output
+
+
+def test_probe_cli_refuses_a_checkpoint_of_another_backbone_than_the_one_given(tmp_path: Path,
+                                                                               synthetic_root: Path) -> None:
+    """``python probe.py ckpt=<resnet18> backbone=vgg16``: an explicit backbone= (read from Hydra's overrides,
+    even the default's name) that the checkpoint was not trained on is one error naming both."""
+    from test_probe_cli import probe
+
+    summary = train_in(tmp_path / "train", synthetic_root, ["backbone=resnet18", "finetune.layers=0",
+                                                            "+trainer.limit_train_batches=1"])
+    result = probe(f"ckpt={summary['best_checkpoint']}", "backbone=vgg16", "logger=none",
+                   f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode != 0
+    assert "was trained on backbone resnet18, but backbone=vgg16 was given" in result.stderr
+    assert not (tmp_path / "run" / "tables").exists()
+
+
+def test_resuming_with_another_backbone_names_both(tmp_path: Path, synthetic_root: Path) -> None:
+    summary = train_in(tmp_path / "train", synthetic_root, ["backbone=resnet18", "finetune.layers=0",
+                                                            "+trainer.limit_train_batches=1"])
+    with pytest.raises(ValueError, match="trained on backbone resnet18, not backbone=vgg16"):
+        train_in(tmp_path / "resumed", synthetic_root, [f"ckpt_path={summary['last_checkpoint']}"])
