@@ -513,3 +513,26 @@ def test_resuming_with_another_backbone_names_both(tmp_path: Path, synthetic_roo
                                                             "+trainer.limit_train_batches=1"])
     with pytest.raises(ValueError, match="trained on backbone resnet18, not backbone=vgg16"):
         train_in(tmp_path / "resumed", synthetic_root, [f"ckpt_path={summary['last_checkpoint']}"])
+
+
+def test_frozen_batchnorm_of_a_traced_torchvision_model_does_not_move(tmp_path: Path) -> None:
+    """mobilenet_v3_small (a traced trunk: its forward is a graph module, built here in the first training step),
+    last stage trained: every other BatchNorm keeps its statistics through Lightning training with validation."""
+    torch.manual_seed(0)
+    module = SaliencyModule(weights=None, finetune_layers=1, backbone="mobilenet_v3_small")
+    batches = []
+    for _ in range(3):
+        fixations = torch.zeros(2, 64, 64)
+        fixations[:, torch.randint(0, 64, (12,)), torch.randint(0, 64, (12,))] = 1
+        batches.append({"image": torch.randn(2, 3, 128, 128), "fixations": fixations})
+    loader = DataLoader(batches, batch_size=None)
+    before = {key: value.detach().clone() for key, value in module.state_dict().items()}
+    trainer = pl.Trainer(max_epochs=2, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0,
+                         callbacks=[FreezeLayers(1)], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         default_root_dir=str(tmp_path))
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    trained = tuple(f"trunk.model.features.{i}." for i in range(9, 13)) + ("head.",)  # the last stage: 9..12
+    moved = {key for key, value in module.state_dict().items() if not torch.equal(before[key], value)}
+    assert moved and all(key.startswith(trained) for key in moved)
+    assert any(key.endswith("running_mean") for key in moved)  # the trained stage's statistics do move

@@ -102,6 +102,7 @@ class Trunk(nn.Module):
 
             extractor = create_feature_extractor(self.graph_root, return_nodes={node: node for node in key})
             cache[key] = extractor
+            self.train(self.training)  # tracing toggled every submodule's mode: restore (frozen parts in eval)
         if extractor.training != self.training:  # choose the graph of this mode without touching submodules
             extractor.graph = extractor.train_graph if self.training else extractor.eval_graph
             extractor.training = self.training
