@@ -222,7 +222,9 @@ class VGGTrunk(Trunk):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.constant_(module.weight, 1)
                 nn.init.constant_(module.bias, 0)
-        self._convs = {name: conv for name, conv, _, _, _ in vgg_conv_layers(self.features)}
+        convs = vgg_conv_layers(self.features)
+        self._convs = {name: conv for name, conv, _, _, _ in convs}
+        self._units = {name: list(range(conv, relu)) for name, conv, relu, _, _ in convs}  # conv (+ BatchNorm)
         if not _bare:
             self._setup_head()
 
@@ -245,7 +247,7 @@ class VGGTrunk(Trunk):
         return self.features[self._convs[layer]]
 
     def unit_paths(self, units: Sequence[str]) -> set[str]:
-        return {f"features.{self._convs[unit]}" for unit in units}
+        return {f"features.{index}" for unit in units for index in self._units[unit]}
 
 
 # ------------------------------------------------------------------------------------------------------------
