@@ -14,10 +14,13 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 
+from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import check_weights_available, parse_finetune_layers
 from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity, to_plain
+from saliency_probe.run_folder import write_manifest
+from saliency_probe.validation import check_common, require_int, value_of
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,25 @@ def _plain_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return plain
 
 
+def validate_train_config(cfg: DictConfig) -> None:
+    """Every key a user types, checked before any data or model work (one-line ConfigError)."""
+    check_common(cfg)
+    parse_finetune_layers(cfg.finetune.layers)
+    epochs = require_int(cfg, "trainer.max_epochs", 1, optional=True)
+    if epochs is None and value_of(cfg, "trainer.max_steps") in (None, -1):
+        raise ConfigError("trainer.max_epochs is null and trainer.max_steps is not set: the run would never end")
+    if cfg.get("ckpt_path"):
+        path = Path(str(cfg.ckpt_path))
+        if path.is_dir():
+            raise ConfigError(f"ckpt_path={path} is a folder; expected a checkpoint file (<run>/checkpoints/last.ckpt)")
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={path} does not exist; expected a checkpoint file written by train.py")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job and return its summary (also written to ``<output dir>/summary.json``)."""
     finetune_layers = cfg.finetune.layers
-    parse_finetune_layers(finetune_layers)  # fail before any work, listing the valid values
+    validate_train_config(cfg)  # fail before any work, naming the key
     check_weights_available(cfg.backbone.get("weights"))  # offline without the file: fail now, naming it
     if cfg.get("print_config"):
         print_config_tree(cfg, title=f"train.py ({cfg.task.name})")
@@ -73,6 +91,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary = _summarise(cfg, trainer, module, datamodule, run_dir, name, group)
         if trainer.is_global_zero:
             write_json(run_dir / "summary.json", summary)
+            write_manifest(run_dir, "train")
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(
                     {"trainable_params": summary["trainable_params"], **summary["metrics"]}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from saliency_probe.errors import ConfigError
 from saliency_probe.models.backbone import VGG16_CONV_LAYERS, relu_node_name, validate_layers
 
 
@@ -20,7 +21,7 @@ def ordered_layers(layers: Sequence[str]) -> list[str]:
     """Validated, de-duplicated layer names in network order (conv1_1 first)."""
     names = validate_layers(list(dict.fromkeys(str(name) for name in layers)))
     if not names:
-        raise ValueError("no layers to probe: give at least one of the 13 VGG-16 conv layers")
+        raise ConfigError("layers is empty: give at least one of the 13 VGG-16 conv layers, e.g. layers=[conv5_3]")
     return sorted(names, key=VGG16_CONV_LAYERS.__getitem__)
 
 

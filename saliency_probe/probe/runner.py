@@ -17,31 +17,40 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.probe.activations import ordered_layers
 from saliency_probe.probe.context import ProbeContext
-from saliency_probe.probe.registry import get_analysis
+from saliency_probe.probe.options import SECTIONS, FiguresOptions, read_options
+from saliency_probe.probe.registry import available_analyses, get_analysis
 from saliency_probe.probe.sources import TrunkSource, resolve_sources
 from saliency_probe.report import files
 from saliency_probe.report.report_md import write_report
 from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity
+from saliency_probe.run_folder import write_manifest
+from saliency_probe.validation import as_name_list, check_common, require_int, require_number
 
 log = logging.getLogger(__name__)
 
 
 def validate_config(cfg: DictConfig) -> list[str]:
-    """Fail before any work on bad layer names, statistics or analysis names; return the analyses."""
-    layers = ordered_layers(list(cfg.layers))
-    figure_layers = list((cfg.get("figures") or {}).get("layers") or [])
-    outside = [layer for layer in ordered_layers(figure_layers or layers) if layer not in layers]
+    """Fail before any work on bad keys (one line naming the key); return the analyses to run."""
+    check_common(cfg)
+    layers = ordered_layers(as_name_list(cfg.layers, "layers"))
+    figures = read_options(cfg, "figures", FiguresOptions)
+    outside = [layer for layer in ordered_layers(figures.layers or layers) if layer not in layers]
     if outside:
-        raise ValueError(f"figures.layers {outside} are not probed; choose among layers={layers}")
-    if int(cfg.top_k) < 1:
-        raise ValueError(f"top_k must be >= 1, got {cfg.top_k}")
-    analyses = list(AUTO_ANALYSES) if is_auto(cfg.analyses) else [str(name) for name in (cfg.analyses or [])]
+        raise ConfigError(f"figures.layers {outside} are not probed; choose among layers={layers}")
+    require_int(cfg, "top_k", 1)
+    require_number(cfg, "threshold")
+    for key, cls in SECTIONS.items():
+        read_options(cfg, key, cls)  # type and range of every section's keys
+    analyses = list(AUTO_ANALYSES) if is_auto(cfg.analyses) else as_name_list(cfg.analyses, "analyses")
     if not analyses:
-        raise ValueError("analyses is empty: name at least one (e.g. analyses=[inner]) or use analyses=auto")
+        raise ConfigError("analyses is empty: name at least one (e.g. analyses=[inner]) or use analyses=auto")
     for name in analyses:
+        if name not in available_analyses():
+            raise ConfigError(f"analyses: unknown analysis {name!r}; available: {available_analyses()}")
         get_analysis(name)
     return analyses
 
@@ -63,6 +72,7 @@ def applicable_analyses(cfg: DictConfig, names: list[str], sources: list[TrunkSo
 def run_probe(cfg: DictConfig) -> dict[str, Any]:
     """Run every analysis of ``cfg.analyses`` on the configured models; return (and write) the summary."""
     analyses = validate_config(cfg)
+    cfg.layers = ordered_layers(as_name_list(cfg.layers, "layers"))  # `layers=conv5_3` is a one-item list
     if cfg.get("print_config"):
         print_config_tree(cfg, title="probe.py")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -81,6 +91,7 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
     logger = build_logger(cfg.get("logger"), run_dir, name, group, job_type="probe")
     context = ProbeContext(cfg=cfg, run_dir=run_dir, sources=sources, logger=logger)
     started = time.perf_counter()
+    finished = False
     try:
         for analysis in analyses:
             context.results[analysis] = get_analysis(analysis).run(context)
@@ -93,8 +104,10 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
         }
         if context.is_global_zero:
             write_json(run_dir / files.SUMMARY, summary)
-            write_report(run_dir, summary["models"])
+            produced = [path for result in context.results.values() for path in result.files]
+            write_report(run_dir, summary["models"], produced)
             print_summary(context)
+        finished = True
         return summary
     finally:
         if context.is_global_zero and context.scratch_dir.is_dir():
@@ -105,6 +118,8 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
             import wandb
 
             wandb.finish()
+        if finished and context.is_global_zero:
+            write_manifest(run_dir, "probe")
 
 
 def print_summary(context: ProbeContext) -> None:

@@ -256,14 +256,31 @@ def popout_section(run: Path) -> list[str]:
     return (["## Pop-out search arrays (Section 7, Tables 4-6)", "", *lines]) if lines else []
 
 
-def files_section(run: Path) -> list[str]:
+def run_files(run: Path, produced: Sequence[str | Path] | None = None) -> list[Path]:
+    """The run's own tables and figures: ``produced`` (what its analyses wrote), else the files of its
+    ``manifest.json``, else what ``tables/`` and ``figures/`` hold."""
+    if produced is None:
+        manifest = run / files.MANIFEST
+        if manifest.is_file():
+            produced = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    if produced is None:
+        found = [p for folder in (files.TABLES_DIR, files.FIGURES_DIR) for p in (run / folder).glob("*")]
+    else:
+        found = [Path(p) if Path(p).is_absolute() else run / p for p in produced]
+    inside = {files.TABLES_DIR, files.FIGURES_DIR}
+    return sorted({p for p in found if p.is_file() and not p.name.startswith(".")
+                   and p.resolve().parent.name in inside and p.resolve().parent.parent == run.resolve()})
+
+
+def files_section(run: Path, produced: Sequence[str | Path] | None = None) -> list[str]:
     """Every table and figure of the run with its line; figures embedded."""
     lines = ["## All files of this run", ""]
-    tables = sorted(p for p in (run / files.TABLES_DIR).glob("*") if p.is_file() and not p.name.startswith("."))
+    own = run_files(run, produced)
+    tables = [p for p in own if p.parent.name == files.TABLES_DIR]
     for path in tables:
         relative = path.relative_to(run).as_posix()
         lines.append(f"- [`{relative}`]({relative}): {describe(relative)}")
-    figures = sorted(p for p in (run / files.FIGURES_DIR).glob("*.png") if not p.name.startswith("."))
+    figures = [p for p in own if p.parent.name == files.FIGURES_DIR and p.suffix == ".png"]
     if figures:
         lines += ["", "### Figures", ""]
         for path in figures:
@@ -286,8 +303,10 @@ def models_section(models: Sequence[Mapping[str, Any]]) -> list[str]:
             ""]
 
 
-def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> str:
-    """The report's Markdown text for the run folder (models from ``probe_summary.json`` when not given)."""
+def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None,
+                 produced: Sequence[str | Path] | None = None) -> str:
+    """The report's Markdown text for the run folder (models from ``probe_summary.json`` when not given; the
+    files listed are the run's own, see :func:`run_files`)."""
     run = Path(run_dir)
     summary_path = run / files.SUMMARY
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
@@ -301,14 +320,15 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
         "for a run on other data or weights, not a target.", "",
     ]
     for section in (models_section(models), inner_section(run, models), output_section(run), scene_section(run),
-                    popout_section(run), files_section(run)):
+                    popout_section(run), files_section(run, produced)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> Path:
+def write_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None,
+                 produced: Sequence[str | Path] | None = None) -> Path:
     """Write ``<run_dir>/report.md`` atomically and return its path."""
-    return write_text(Path(run_dir) / files.REPORT, build_report(run_dir, models))
+    return write_text(Path(run_dir) / files.REPORT, build_report(run_dir, models, produced))
 
 
 def main(argv: list[str] | None = None) -> Path:
