@@ -12,13 +12,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import Logger, WandbLogger
 
 from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import check_weights_available, parse_finetune_layers
 from saliency_probe.models.checkpoint import load_checkpoint
-from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity, to_plain
+from saliency_probe.run_context import (
+    build_logger,
+    output_dir,
+    print_run_config,
+    quiet_third_party,
+    run_identity,
+    to_plain,
+)
 from saliency_probe.run_folder import write_manifest
 from saliency_probe.validation import check_common, require_int, value_of
 
@@ -65,8 +72,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finetune_layers = cfg.finetune.layers
     validate_train_config(cfg)  # fail before any work, naming the key
     check_weights_available(cfg.backbone.get("weights"))  # offline without the file: fail now, naming it
-    if cfg.get("print_config"):
-        print_config_tree(cfg, title=f"train.py ({cfg.task.name})")
+    quiet_third_party()
+    print_run_config(cfg, title=f"train.py ({cfg.task.name})")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = output_dir()
     name, group = run_identity(default_name=f"{cfg.task.name}-layers{finetune_layers}")
@@ -91,17 +98,51 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary = _summarise(cfg, trainer, module, datamodule, run_dir, name, group)
         if trainer.is_global_zero:
             write_json(run_dir / "summary.json", summary)
-            write_manifest(run_dir, "train")
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(
                     {"trainable_params": summary["trainable_params"], **summary["metrics"]}
                 )
+            print_train_summary(summary, run_dir, wandb_run_folder(logger))
         return summary
     finally:
         if isinstance(logger, WandbLogger):
             import wandb
 
             wandb.finish()
+        if trainer.is_global_zero and (run_dir / "summary.json").is_file():
+            write_manifest(run_dir, "train")
+
+
+def wandb_run_folder(logger: Logger | None) -> Path | None:
+    """The local folder of this job's W&B run (offline or online), or None without one."""
+    if not isinstance(logger, WandbLogger):
+        return None
+    try:
+        folder = Path(logger.experiment.dir).parent
+    except (AttributeError, TypeError):  # disabled mode has no folder
+        return None
+    return folder if folder.is_dir() else None
+
+
+def print_train_summary(summary: dict[str, Any], run_dir: Path, wandb_folder: Path | None) -> None:
+    """The end of ``train.py``: where the results are and the final validation metrics."""
+    bar = "=" * 100
+    metrics = "  ".join(f"{key} {value:.4g}" for key, value in summary["metrics"].items()) or "(none)"
+    lines = [
+        bar,
+        f"train: task {summary['task']}, finetune.layers={summary['finetune_layers']}, "
+        f"{summary['trainable_params']:,} trainable parameters, {summary['epochs']} epoch(s)",
+        f"final validation: {metrics}",
+        f"run folder:       {run_dir.resolve()}",
+        f"best checkpoint:  {summary['best_checkpoint']}",
+        f"last checkpoint:  {summary['last_checkpoint']}",
+        f"summary:          {(run_dir / 'summary.json').resolve()}",
+    ]
+    if wandb_folder is not None:
+        lines.append(f"W&B run:          {wandb_folder}")
+        if wandb_folder.name.startswith("offline-"):
+            lines.append(f"upload with:      wandb sync {wandb_folder}")
+    print("\n".join([*lines, bar]))
 
 
 def _summarise(

@@ -26,7 +26,13 @@ from saliency_probe.probe.registry import available_analyses, get_analysis
 from saliency_probe.probe.sources import TrunkSource, resolve_sources
 from saliency_probe.report import files
 from saliency_probe.report.report_md import write_report
-from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity
+from saliency_probe.run_context import (
+    build_logger,
+    output_dir,
+    print_run_config,
+    quiet_third_party,
+    run_identity,
+)
 from saliency_probe.run_folder import write_manifest
 from saliency_probe.validation import as_name_list, check_common, require_int, require_number
 
@@ -73,8 +79,8 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
     """Run every analysis of ``cfg.analyses`` on the configured models; return (and write) the summary."""
     analyses = validate_config(cfg)
     cfg.layers = ordered_layers(as_name_list(cfg.layers, "layers"))  # `layers=conv5_3` is a one-item list
-    if cfg.get("print_config"):
-        print_config_tree(cfg, title="probe.py")
+    quiet_third_party()
+    print_run_config(cfg, title="probe.py")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = output_dir()
     sources = resolve_sources(
