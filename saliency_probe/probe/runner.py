@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -101,10 +102,14 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
     try:
         for analysis in analyses:
             context.results[analysis] = get_analysis(analysis).run(context)
+        data = context.data_summaries()
         summary = {
             "run_name": name,
             "models": [{"name": s.name, "kind": s.kind, "control": s.control, **s.info} for s in sources],
             "analyses": {key: value.summary for key, value in context.results.items()},
+            "data": data,
+            "input_size": int(cfg.data.image_size),
+            "notes": run_notes(int(cfg.data.image_size), data, sources),
             "seconds": round(time.perf_counter() - started, 2),
             "output_dir": str(run_dir.resolve()),
         }
@@ -112,7 +117,7 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
             write_json(run_dir / files.SUMMARY, summary)
             produced = [path for result in context.results.values() for path in result.files]
             write_report(run_dir, summary["models"], produced)
-            print_summary(context)
+            print_summary(context, summary["notes"])
         finished = True
         return summary
     finally:
@@ -128,8 +133,32 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
             write_manifest(run_dir, "probe")
 
 
-def print_summary(context: ProbeContext) -> None:
-    """The one-screen summary: each analysis's ``lines``, then where the outputs are."""
+def run_notes(image_size: int, data: dict[str, dict[str, Any]], sources: list[TrunkSource]) -> list[str]:
+    """What the run changed or left out, said once at the end and in report.md (nothing changes silently)."""
+    notes = [f"input size: images resized to {image_size}x{image_size} (aspect not kept, as in the paper)"]
+    for key, info in data.items():
+        clipped, points = int(info.get("clipped_fixations") or 0), info.get("fixations")
+        if clipped:
+            share = f" ({100.0 * clipped / points:.2g}% of {points})" if points else ""
+            notes.append(f"{key}: {clipped} fixation(s) outside the image moved to its border{share}")
+        without = info.get("without_fixations")
+        count = without if isinstance(without, int) else len(without or [])
+        if count:
+            notes.append(f"{key}: {count} image(s) without fixations left out")
+        skipped = list(info.get("skipped") or [])
+        if skipped:
+            shown = ", ".join(Path(str(path)).name for path in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+            notes.append(f"{key}: {len(skipped)} unreadable image(s) skipped (data.on_error=skip): {shown}")
+    for source in sources:
+        trained = source.info.get("trained_image_size")
+        if trained is not None and int(trained) != image_size:
+            notes.append(f"{source.name}: trained at {int(trained)} px, probed at {image_size} px "
+                         f"(data.image_size={int(trained)} probes it at its training size)")
+    return notes
+
+
+def print_summary(context: ProbeContext, notes: list[str]) -> None:
+    """The one-screen summary: each analysis's ``lines``, the run's notes, then where the outputs are."""
     bar = "=" * 100
     print(bar)
     if any(get_analysis(name).uses_trunks for name in context.results):  # trunks matter to trunk analyses only
@@ -142,5 +171,7 @@ def print_summary(context: ProbeContext) -> None:
             print(f"-- {name} " + "-" * max(0, 96 - len(name)))
             for line in lines:
                 print(line)
+    for note in notes:
+        print(f"note: {note}")
     print(f"outputs: {context.run_dir.resolve()}  (tables/, figures/, probe_summary.json)")
     print(bar)

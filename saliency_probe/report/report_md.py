@@ -319,7 +319,9 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
         f"{paper['citation']} They were measured under other conditions ({paper['conditions']}) and are context "
         "for a run on other data or weights, not a target.", "",
     ]
-    for section in (models_section(models), inner_section(run, models), output_section(run), scene_section(run),
+    notes = [f"- {note}" for note in summary.get("notes", [])]
+    conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
+    for section in (models_section(models), conditions, inner_section(run, models), output_section(run), scene_section(run),
                     popout_section(run), files_section(run, produced)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
