@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def earlier_results(run_dir: Path) -> list[str]:
     """The names of another run's results in ``run_dir`` (empty when the folder is free)."""
     if not run_dir.is_dir():
         return []
-    return [name for name in RESULT_NAMES if (run_dir / name).exists()]
+    return [name for name in RESULT_NAMES if (run_dir / name).is_dir()
+            or ((run_dir / name).exists() and name not in OUTPUT_SUBFOLDERS)]
 
 
 def _is_inside(path: str | None, folder: Path) -> bool:
@@ -131,14 +133,26 @@ def check_run_folder(run_dir: str | os.PathLike[str], *, overwrite: bool = False
     _check_writable(run_dir)
 
 
+#: When this process's run started (set by the guard before Hydra writes; else at the first manifest).
+_started: float | None = None
+
+
+def mark_run_start() -> None:
+    """Remember now as the start of this process's run (files older than it are not the run's)."""
+    global _started
+    _started = time.time()
+
+
 def write_manifest(run_dir: str | os.PathLike[str], kind: str, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``run_dir/manifest.json``: every file under the run folder (this run's, since the folder was free
-    when it started), added to the files of an earlier manifest when the run was resumed."""
+    """Write ``run_dir/manifest.json``: the files under the run folder written since the run started (the folder
+    held no results then), added to the files of an earlier manifest when the run was resumed."""
     run_dir = Path(run_dir)
+    since = (_started - 1.0) if _started is not None else 0.0
     produced = {
         path.relative_to(run_dir).as_posix()
         for path in run_dir.rglob("*")
         if path.is_file() and path.name != MANIFEST and not path.name.startswith(f".{MANIFEST}.")
+        and path.stat().st_mtime >= since
     }
     files = sorted(set(manifest_files(run_dir)) | produced)
     return write_json(run_dir / MANIFEST, {"kind": kind, "files": files, **(extra or {})})
@@ -161,6 +175,7 @@ class RunFolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _is_rank_zero_launcher():
+            mark_run_start()
             try:
                 if self.validate:
                     get_method(self.validate)(config)
@@ -171,6 +186,7 @@ class RunFolderGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _is_rank_zero_launcher():
+            mark_run_start()
             try:
                 check_sweep_folder(Path(str(config.hydra.sweep.dir)), overwrite=bool(_flag(config, "overwrite")))
             except UserError as error:
