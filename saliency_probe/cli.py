@@ -39,12 +39,18 @@ def _one_line(error: BaseException) -> str:
 
 
 def user_message(error: BaseException) -> str | None:
-    """The one-line message of a user error behind ``error``, or None when ``error`` is a bug."""
+    """The one-line message of a user error behind ``error``, or None when ``error`` is a bug.
+
+    A :class:`UserError` speaks for itself (its causes, e.g. torch's long explanation of an unsafe file, stay
+    out); a Hydra/OmegaConf error gives its lines joined, with the override it could not parse.
+    """
     user = is_user_error(error)
     if user is not None:
-        return _one_line(user)
+        return "; ".join(line.strip() for line in str(user).splitlines() if line.strip()) or type(user).__name__
     current: BaseException | None = error
     while current is not None:
+        if isinstance(current, OverrideParseException) and getattr(current, "override", None):
+            return f"cannot parse the override {current.override!r}: {_one_line(current)}"
         if isinstance(current, CONFIG_ERRORS):
             return _one_line(current)
         current = current.__cause__

@@ -88,7 +88,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("ckpt_path"):
         resumed = load_checkpoint(cfg.ckpt_path)  # refuses foreign or unsafe files before Lightning loads them
         if resumed.task != str(cfg.task.name):
-            raise ValueError(f"ckpt_path={cfg.ckpt_path} is a {resumed.task} checkpoint, not task={cfg.task.name}")
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path} is a {resumed.task} checkpoint, not task={cfg.task.name}; "
+                              f"resume with task={resumed.task}")
         resume_run_id = resumed.metadata.get("wandb_run_id")
     logger = build_logger(cfg.get("logger"), run_dir, name, group, str(cfg.task.name), resume_run_id)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger else False)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from saliency_probe.data.osie_sr import OsieSrDataset, collate_regions
 from saliency_probe.data.salicon import SaliconDataset
 from saliency_probe.data.synthetic import ensure_synthetic
+from saliency_probe.errors import ConfigError
 
 PathLike = str | os.PathLike[str]
 
@@ -32,9 +33,9 @@ def synthetic_kwargs(synthetic: bool | dict | None, seed: int, **sizes: Any) -> 
     given = {key: tuple(value) if key.endswith("_hw") else value for key, value in sizes.items() if value is not None}
     if not synthetic:
         if given:
-            raise ValueError(
-                f"{sorted(given)} size the synthetic data set but synthetic is off; "
-                "use limit_train / limit_val / limit to read part of a real data set"
+            raise ConfigError(
+                f"data.{', data.'.join(sorted(given))} size the synthetic data set but synthetic is off "
+                "(data.synthetic=false); use data.limit_train / limit_val / limit to read part of a real data set"
             )
         return None
     if isinstance(synthetic, bool):
@@ -42,7 +43,7 @@ def synthetic_kwargs(synthetic: bool | dict | None, seed: int, **sizes: Any) -> 
     kwargs = dict(synthetic)
     clash = sorted(key for key in given if key in kwargs and kwargs[key] != given[key])
     if clash:
-        raise ValueError(f"synthetic sizes given twice with different values: {clash}")
+        raise ConfigError(f"synthetic sizes given twice with different values (data.synthetic and data.*): {clash}")
     return {"seed": seed, **given, **kwargs}
 
 
@@ -186,12 +187,15 @@ class OsieSrDataModule(pl.LightningDataModule):
         )
         self.root = Path(root).expanduser().absolute() if root is not None else None
         if self.synthetic is not None and self.root is None:
-            raise ValueError("OsieSrDataModule: synthetic data need `root`, the synthetic folder")
+            raise ConfigError("data.root is required with data.synthetic=true: the synthetic data set's folder")
         base = self.root if self.synthetic is not None else None
         osie_root = osie_root if osie_root is not None else (base / "osie" if base else None)
         regions_root = regions_root if regions_root is not None else (base / "osie_sr" if base else None)
         if osie_root is None or regions_root is None:
-            raise ValueError("OsieSrDataModule needs osie_root and regions_root (or root with synthetic)")
+            raise ConfigError(
+                "data.osie_root and data.regions_root are required (the OSIE and OSIE-SR folders), "
+                "or data.root with data.synthetic=true"
+            )
         self.osie_root = Path(osie_root).expanduser().absolute()
         self.regions_root = Path(regions_root).expanduser().absolute()
         self.image_size = int(image_size)

@@ -16,6 +16,8 @@ from torch import nn
 from torchvision.models import VGG16_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
+
 #: conv layer name -> index in ``torchvision.models.vgg16().features``; the in-place ReLU sits at index + 1.
 VGG16_CONV_LAYERS: dict[str, int] = {
     "conv1_1": 0,
@@ -54,11 +56,13 @@ def relu_node_name(layer: str) -> str:
     return f"features.{VGG16_CONV_LAYERS[layer] + 1}"
 
 
-def validate_layers(layers: list[str] | tuple[str, ...]) -> list[str]:
-    """Check probe layer names against the table; raise with the valid names otherwise."""
+def validate_layers(layers: list[str] | tuple[str, ...], key: str | None = None) -> list[str]:
+    """Check probe layer names against the table; raise ``ConfigError`` (naming ``key`` when given, e.g.
+    ``"layers"``) with the valid names otherwise."""
     unknown = [name for name in layers if name not in VGG16_CONV_LAYERS]
     if unknown:
-        raise ValueError(f"unknown VGG-16 layer(s) {unknown}; valid layers are {CONV_LAYER_NAMES}")
+        where = f"{key}: " if key else ""
+        raise ConfigError(f"{where}unknown VGG-16 layer(s) {unknown}; valid layers are {', '.join(CONV_LAYER_NAMES)}")
     return list(layers)
 
 
@@ -66,7 +70,7 @@ def parse_finetune_layers(value: int | str) -> int:
     """Turn ``finetune.layers`` (0..6 or 'all'; Hydra gives ints or strings) into a count of conv layers."""
     text = str(value).strip().lower()
     if text not in VALID_FINETUNE_LAYERS:
-        raise ValueError(
+        raise ConfigError(
             f"finetune.layers={value!r} is not valid; choose one of {', '.join(VALID_FINETUNE_LAYERS)} "
             "(the number of conv layers counted back from conv5_3 that are fine-tuned; 'all' = all 13)"
         )
@@ -111,9 +115,42 @@ def _torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+#: First bytes of the files ``torch.save`` writes: a zip archive (the default) or a pickle (protocol 2 and up).
+TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def torch_file_problem(path: Path) -> str | None:
+    """Why the existing file ``path`` cannot be a ``torch.save`` file (empty, or other bytes), or None."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "is an empty file"
+    if not head.startswith(TORCH_FILE_MAGIC):
+        return "is not a PyTorch file (neither a zip archive nor a pickle)"
+    return None
+
+
+def load_error_reason(error: BaseException) -> str:
+    """One line on why ``torch.load`` failed: the weights-only unpickler's own reason when it gives one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    specific = [line.removeprefix("WeightsUnpickler error:").strip() for line in lines if "Unsupported" in line]
+    reason = (specific or lines or [type(error).__name__])[0]
+    return reason.split(". Please ")[0]  # the unpickler's advice to allowlist the class is not for users
+
+
 def _is_file_spec(weights: str) -> bool:
     path = Path(os.path.expanduser(str(weights)))
     return path.suffix in {".pth", ".pt", ".ckpt", ".bin"} or path.exists()
+
+
+def _check_weights_file(path: Path) -> None:
+    """A ``backbone.weights`` file that is absent or a folder fails naming the key and what is expected."""
+    if path.is_dir():
+        raise InputFileError(
+            f"backbone.weights={path} is a folder; expected a VGG-16 state_dict file (.pth), e.g. {TORCHVISION_VGG16_FILE}"
+        )
+    if not path.is_file():
+        raise MissingInputError(f"backbone.weights: no VGG-16 state_dict file at {path}")
 
 
 def check_weights_available(weights: str | None) -> None:
@@ -121,9 +158,7 @@ def check_weights_available(weights: str | None) -> None:
     if is_random_weights(weights):
         return
     if _is_file_spec(str(weights)):
-        path = Path(os.path.expanduser(str(weights)))
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone.weights: no VGG-16 state_dict file at {path}")
+        _check_weights_file(Path(os.path.expanduser(str(weights))))
         return
     _torchvision_weights(str(weights))
 
@@ -135,17 +170,17 @@ def _torchvision_weights(weights: str) -> VGG16_Weights:
         enum = VGG16_Weights[name]
     except KeyError:
         valid = ", ".join(w.name for w in VGG16_Weights)
-        raise ValueError(
-            f"backbone.weights={weights!r} is neither a file nor a torchvision VGG16_Weights name ({valid})"
+        raise ConfigError(
+            f"backbone.weights={weights!r} is neither a file nor a torchvision VGG16_Weights name ({valid}); "
+            "null = random initialisation"
         ) from None
     file_name = Path(enum.url).name
     cached = _torch_hub_checkpoint_dir() / file_name
     if not cached.is_file() and os.environ.get("SALIENCY_PROBE_ALLOW_DOWNLOAD", "0") != "1":
-        raise FileNotFoundError(
-            f"pretrained weights {enum} need {file_name}, which is not in {cached.parent} "
-            f"(torchvision's cache, $TORCH_HOME/hub/checkpoints). This machine cannot download it: copy "
-            f"{file_name} there, pass backbone.weights=/path/to/{file_name}, or set "
-            "SALIENCY_PROBE_ALLOW_DOWNLOAD=1 where the network is available."
+        raise MissingInputError(
+            f"backbone.weights={weights}: {file_name} is not in torchvision's cache {cached.parent} "
+            f"($TORCH_HOME/hub/checkpoints); copy it there, pass backbone.weights=/path/to/{file_name}, "
+            "or set SALIENCY_PROBE_ALLOW_DOWNLOAD=1 to download it"
         )
     return enum
 
@@ -157,12 +192,16 @@ def load_vgg16_state_dict(weights: str) -> dict[str, torch.Tensor]:
     """
     path = Path(os.path.expanduser(str(weights)))
     if _is_file_spec(str(weights)):
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone.weights: no VGG-16 state_dict file at {path}")
+        _check_weights_file(path)
+        problem = torch_file_problem(path)
+        if problem:
+            raise InputFileError(f"backbone.weights: {path} {problem}; expected a VGG-16 state_dict file (.pth)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"backbone.weights: {path} is not a loadable VGG-16 state_dict ({error})") from error
+            raise InputFileError(
+                f"backbone.weights: {path} is not a loadable VGG-16 state_dict ({load_error_reason(error)})"
+            ) from error
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         return state
@@ -181,13 +220,13 @@ def build_trunk(weights: str | None = None) -> VGGTrunk:
         if key.startswith(("features.", "trunk.features."))
     }
     if not features:
-        raise ValueError(
+        raise InputFileError(
             f"backbone.weights={weights}: no 'features.*' keys found; expected a torchvision VGG-16 state_dict"
         )
     expected = set(trunk.features.state_dict())
     kept = {key: value for key, value in features.items() if key in expected}
     missing = sorted(expected - set(kept))
     if missing:
-        raise ValueError(f"backbone.weights={weights}: VGG-16 state_dict lacks {missing[:4]}...")
+        raise InputFileError(f"backbone.weights={weights}: VGG-16 state_dict lacks {missing[:4]}...")
     trunk.features.load_state_dict(kept)
     return trunk

@@ -14,10 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from saliency_probe.models.backbone import CONV_LAYER_NAMES, VGGTrunk
+from saliency_probe.errors import InputFileError, MissingInputError
+from saliency_probe.models.backbone import CONV_LAYER_NAMES, VGGTrunk, load_error_reason, torch_file_problem
 
 FORMAT_VERSION = 1
 METADATA_KEY = "saliency_probe"
+#: What a checkpoint argument must name (the end of every message about a file that is not one).
+EXPECTED = "expected a .ckpt file written by `python train.py` (e.g. <run>/checkpoints/last.ckpt)"
 
 
 class CheckpointMetadataMixin:
@@ -79,7 +82,7 @@ class LoadedCheckpoint:
         state = {key[len(prefix) :]: value for key, value in self.state_dict.items() if key.startswith(prefix)}
         missing, unexpected = trunk.load_state_dict(state, strict=False)
         if missing:
-            raise ValueError(f"checkpoint {self.path} lacks trunk weights {missing[:4]}...")
+            raise InputFileError(f"checkpoint {self.path} lacks trunk weights {missing[:4]}...; {EXPECTED}")
         return trunk
 
     def saliency_head(self) -> nn.Conv2d | None:
@@ -95,19 +98,26 @@ class LoadedCheckpoint:
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Load and validate a framework checkpoint safely; errors name the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise InputFileError(f"checkpoint {path} is a folder; {EXPECTED}")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingInputError(f"checkpoint {path} does not exist; {EXPECTED}")
+    problem = torch_file_problem(path)
+    if problem:
+        raise InputFileError(f"checkpoint {path} {problem}; {EXPECTED}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as error:
-        raise ValueError(
+        raise InputFileError(
             f"checkpoint {path} cannot be loaded with torch.load(weights_only=True): it is not a saliency_probe "
-            f"checkpoint or it holds objects that would run code when unpickled ({str(error).splitlines()[0]})"
+            f"checkpoint or it holds objects that would run code when unpickled ({load_error_reason(error)})"
         ) from error
     except Exception as error:  # noqa: BLE001 - any other failure: corrupt or foreign file
-        raise ValueError(f"checkpoint {path} is not a loadable checkpoint ({error})") from error
+        raise InputFileError(
+            f"checkpoint {path} is not a loadable checkpoint ({type(error).__name__}: {load_error_reason(error)}); {EXPECTED}"
+        ) from error
     if not isinstance(payload, dict) or METADATA_KEY not in payload or "state_dict" not in payload:
-        raise ValueError(
+        raise InputFileError(
             f"checkpoint {path} is not a saliency_probe checkpoint (no '{METADATA_KEY}' block or state_dict); "
             "for plain VGG-16 weights use backbone.weights=<file> instead of ckpt"
         )

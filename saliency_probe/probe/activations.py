@@ -17,9 +17,9 @@ from saliency_probe.errors import ConfigError
 from saliency_probe.models.backbone import VGG16_CONV_LAYERS, relu_node_name, validate_layers
 
 
-def ordered_layers(layers: Sequence[str]) -> list[str]:
-    """Validated, de-duplicated layer names in network order (conv1_1 first)."""
-    names = validate_layers(list(dict.fromkeys(str(name) for name in layers)))
+def ordered_layers(layers: Sequence[str], key: str | None = None) -> list[str]:
+    """Validated, de-duplicated layer names in network order (conv1_1 first); errors name ``key``."""
+    names = validate_layers(list(dict.fromkeys(str(name) for name in layers)), key=key)
     if not names:
         raise ConfigError("layers is empty: give at least one of the 13 VGG-16 conv layers, e.g. layers=[conv5_3]")
     return sorted(names, key=VGG16_CONV_LAYERS.__getitem__)

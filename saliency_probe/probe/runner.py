@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 def validate_config(cfg: DictConfig) -> list[str]:
     """Fail before any work on bad keys (one line naming the key); return the analyses to run."""
     check_common(cfg)
-    layers = ordered_layers(as_name_list(cfg.layers, "layers"))
+    layers = ordered_layers(as_name_list(cfg.layers, "layers"), key="layers")
     figures = read_options(cfg, "figures", FiguresOptions)
-    outside = [layer for layer in ordered_layers(figures.layers or layers) if layer not in layers]
+    outside = [layer for layer in ordered_layers(figures.layers or layers, key="figures.layers") if layer not in layers]
     if outside:
         raise ConfigError(f"figures.layers {outside} are not probed; choose among layers={layers}")
     require_int(cfg, "top_k", 1)
