@@ -303,6 +303,63 @@ def models_section(models: Sequence[Mapping[str, Any]]) -> list[str]:
             ""]
 
 
+# ------------------------------------------------------------------------------------------------------------
+# regions built from fixations (saliency_probe.data.regions; docs/regions.md)
+# ------------------------------------------------------------------------------------------------------------
+
+#: The build record the region builder writes beside a region set.
+REGIONS_RECORD = "regions.json"
+
+
+def built_regions(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per data module of ``probe_summary.json``, how its regions were built: the module's own
+    ``built_regions``, else the ``regions.json`` beside its ``regions_root`` (a built set read as OSIE-SR)."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, info in (summary.get("data") or {}).items():
+        if not isinstance(info, Mapping):
+            continue
+        if isinstance(info.get("built_regions"), Mapping):
+            found[key] = dict(info["built_regions"])
+            continue
+        record = Path(str(info.get("regions_root", ""))) / REGIONS_RECORD
+        if info.get("regions_root") and record.is_file():
+            data = json.loads(record.read_text(encoding="utf-8"))
+            inputs = data.get("inputs", {})
+            settings, mapping = inputs.get("settings", {}), inputs.get("mapping")
+            found[key] = {"kind": data.get("kind"), "method": settings.get("method"),
+                          "bandwidth": settings.get("bandwidth"), "min_observers": settings.get("min_observers"),
+                          "dilation": settings.get("dilation_in_force"), "annotations": inputs.get("annotations"),
+                          "mapping": mapping.get("path") if mapping else None,
+                          "person_split": bool(mapping and mapping.get("person_split")),
+                          "images": data.get("images"), "regions": data.get("regions"),
+                          "images_without_regions": len(data.get("images_without_regions", [])),
+                          "unmapped": {k: v.get("regions") for k, v in data.get("unmapped", {}).items()}}
+    return found
+
+
+def regions_section(summary: Mapping[str, Any]) -> list[str]:
+    """States that the regions were built automatically from fixations, and how (nothing for OSIE-SR)."""
+    lines: list[str] = []
+    for key, build in built_regions(summary).items():
+        how = (f"{build.get('method')} clustering of all observers' fixations (bandwidth {build.get('bandwidth')} px; "
+               f"a cluster counts when at least {build.get('min_observers')} observers fixated it)")
+        annotations = build.get("annotations")
+        if annotations:
+            shape = (f"each region is the {annotations.get('format')} instance under most of its cluster's fixations "
+                     f"(`{annotations.get('path')}`), its category from the table `{build.get('mapping')}`"
+                     + ("; persons split into head and part by keypoints" if build.get("person_split") else ""))
+        else:
+            shape = (f"each region is its cluster's blob (hull dilated by {build.get('dilation')} px), "
+                     "category `salient region`")
+        unmapped = build.get("unmapped") or {}
+        left = f"; unmapped classes left out: {dict(unmapped)}" if unmapped else ""
+        lines += [f"- `{key}`: the regions were **built automatically** from fixations by "
+                  f"`saliency_probe.data.regions` (docs/regions.md), not annotated by hand as OSIE-SR: {how}; "
+                  f"{shape}. {build.get('regions')} regions in {build.get('images')} images "
+                  f"({build.get('images_without_regions')} without a region){left}."]
+    return ["## Salient regions", "", *lines, ""] if lines else []
+
+
 def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None,
                  produced: Sequence[str | Path] | None = None) -> str:
     """The report's Markdown text for the run folder (models from ``probe_summary.json`` when not given; the
@@ -321,7 +378,7 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
     ]
     notes = [f"- {note}" for note in summary.get("notes", [])]
     conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
-    for section in (models_section(models), conditions, inner_section(run, models), output_section(run), scene_section(run),
+    for section in (models_section(models), conditions, regions_section(summary), inner_section(run, models), output_section(run), scene_section(run),
                     popout_section(run), files_section(run, produced)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
