@@ -145,3 +145,25 @@ def build_logger(
             del logger._wandb_init["anonymous"]  # Lightning passes None, which W&B warns about on every run
         return logger
     return instantiate(logger_cfg, save_dir=str(run_dir))
+
+
+def data_notes(data: dict[str, dict[str, Any]], prefix: str = "") -> list[str]:
+    """One line per change or omission a reader made (data modules' ``summary()``, keyed by config group):
+    fixations moved to the border (count and share), images without fixations, unreadable images skipped."""
+    notes = []
+    for key, info in data.items():
+        for split in sorted({k[: -len("clipped_fixations")] for k in info if k.endswith("clipped_fixations")}):
+            where = f"{prefix}{key}{' ' + split.rstrip('_') if split else ''}"
+            clipped, points = int(info.get(f"{split}clipped_fixations") or 0), info.get(f"{split}fixations")
+            if clipped:
+                share = f" ({100.0 * clipped / points:.2g}% of {points})" if points else ""
+                notes.append(f"{where}: {clipped} fixation(s) outside the image moved to its border{share}")
+            without = info.get(f"{split}without_fixations")
+            count = without if isinstance(without, int) else len(without or [])
+            if count:
+                notes.append(f"{where}: {count} image(s) without fixations left out")
+            skipped = list(info.get(f"{split}skipped") or [])
+            if skipped:
+                shown = ", ".join(Path(str(path)).name for path in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+                notes.append(f"{where}: {len(skipped)} unreadable image(s) skipped (data.on_error=skip): {shown}")
+    return notes

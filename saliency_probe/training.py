@@ -20,6 +20,7 @@ from saliency_probe.models.backbone import check_weights_available, parse_finetu
 from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.run_context import (
     build_logger,
+    data_notes,
     output_dir,
     print_run_config,
     quiet_third_party,
@@ -139,6 +140,7 @@ def print_train_summary(summary: dict[str, Any], run_dir: Path, wandb_folder: Pa
         f"last checkpoint:  {summary['last_checkpoint']}",
         f"summary:          {(run_dir / 'summary.json').resolve()}",
     ]
+    lines += [f"note: {note}" for note in data_notes({"data": summary.get("data") or {}})]
     if wandb_folder is not None:
         lines.append(f"W&B run:          {wandb_folder}")
         if wandb_folder.name.startswith("offline-"):

@@ -217,3 +217,26 @@ def test_clipped_fixations_and_the_input_size_are_said_at_the_end_and_in_the_rep
     if clipped:
         assert f"{clipped} fixation(s) outside the image moved to its border" in out
         assert f"{clipped} fixation(s) outside the image moved to its border" in report
+
+
+def test_a_seed_sweep_runs_after_the_quick_start_on_the_default_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The training seed is not the synthetic set's: `-m seed=0,1,2` reuses the set the quick start made, and
+    other generation parameters get a folder of their own under data/synthetic/ (never a refusal)."""
+    monkeypatch.chdir(tmp_path)
+    small = ["trainer.max_epochs=1", "data.image_size=64", "data.num_train=6", "data.num_val=3", "data.num_probe=2",
+             "data.salicon_hw=[64,80]", "data.osie_hw=[64,80]", "data.num_observers=3", "logger=none",
+             "~callbacks.progress_bar"]
+    assert invoke("train.py", small, monkeypatch) == 0  # the quick start's first run
+    folders = sorted(p.name for p in (tmp_path / "data" / "synthetic").iterdir())
+    assert folders == ["seed0-train6-val3-probe2-obs3-salicon64x80-osie64x80"]
+    assert invoke("train.py", ["-m", "seed=0,1,2", *small, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                  monkeypatch) == 0
+    summaries = [json.loads((tmp_path / "sweep" / str(job) / "summary.json").read_text()) for job in range(3)]
+    assert [s["seed"] for s in summaries] == [0, 1, 2]
+    assert len({s["metrics"]["val/nss"] for s in summaries}) == 3  # the seed still sets initialisation
+    assert sorted(p.name for p in (tmp_path / "data" / "synthetic").iterdir()) == folders  # the same data
+    assert invoke("train.py", [*small, "data.num_train=7", "hydra.run.dir=other"], monkeypatch) == 0
+    assert len(list((tmp_path / "data" / "synthetic").iterdir())) == 2
+    assert "error" not in capsys.readouterr().err

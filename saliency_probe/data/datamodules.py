@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from saliency_probe.data.osie_sr import OsieSrDataset, collate_regions
 from saliency_probe.data.salicon import SaliconDataset
-from saliency_probe.data.synthetic import ensure_synthetic
+from saliency_probe.data.synthetic import default_root, ensure_synthetic
 from saliency_probe.errors import ConfigError
 
 PathLike = str | os.PathLike[str]
@@ -47,6 +47,16 @@ def synthetic_kwargs(synthetic: bool | dict | None, seed: int, **sizes: Any) -> 
     return {"seed": seed, **given, **kwargs}
 
 
+def data_root(root: PathLike | None, synthetic: dict | None, key: str = "data.root") -> Path:
+    """The data folder: ``root`` when given; for the synthetic set without one, its default folder
+    ``data/synthetic/<parameters>`` (:func:`~saliency_probe.data.synthetic.default_root`)."""
+    if root is not None and str(root).strip():
+        return Path(root).expanduser().absolute()
+    if synthetic is not None:
+        return default_root(**synthetic)
+    raise ConfigError(f"{key} is required: the data set's folder")
+
+
 def _loader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool, seed: int, collate_fn=None) -> DataLoader:
     return DataLoader(
         dataset,
@@ -69,7 +79,7 @@ class SaliconDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        root: PathLike,
+        root: PathLike | None = None,
         image_size: int = 224,
         batch_size: int = 5,
         num_workers: int = 0,
@@ -86,9 +96,9 @@ class SaliconDataModule(pl.LightningDataModule):
         salicon_hw: tuple[int, int] | None = None,
         osie_hw: tuple[int, int] | None = None,
         num_observers: int | None = None,
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.root = Path(root).expanduser().absolute()
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -96,11 +106,13 @@ class SaliconDataModule(pl.LightningDataModule):
         self.limits = {"train": limit_train, "val": limit_val}
         self.on_error = on_error
         self.seed = int(seed)
+        self.shuffle_seed = int(shuffle_seed) if shuffle_seed is not None else self.seed
         self.json_dir = Path(json_dir).expanduser().absolute() if json_dir is not None else None
         self.synthetic = synthetic_kwargs(
             synthetic, self.seed, num_train=num_train, num_val=num_val, num_probe=num_probe,
             salicon_hw=salicon_hw, osie_hw=osie_hw, num_observers=num_observers,
         )
+        self.root = data_root(root, self.synthetic)
         self.datasets: dict[str, SaliconDataset] = {}
 
     @property
@@ -130,10 +142,10 @@ class SaliconDataModule(pl.LightningDataModule):
             self.dataset("val")
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.dataset("train"), self.batch_size, self.num_workers, True, self.seed)
+        return _loader(self.dataset("train"), self.batch_size, self.num_workers, True, self.shuffle_seed)
 
     def val_dataloader(self) -> DataLoader:
-        return _loader(self.dataset("val"), self.batch_size, self.num_workers, False, self.seed)
+        return _loader(self.dataset("val"), self.batch_size, self.num_workers, False, self.shuffle_seed)
 
     def summary(self) -> dict[str, Any]:
         """What was read: edition, sizes, clipped fixations, excluded and skipped images (for summary.json)."""
@@ -147,6 +159,7 @@ class SaliconDataModule(pl.LightningDataModule):
                 for key, value in (
                     ("images", len(data)),
                     ("clipped_fixations", data.n_clipped),
+                    ("fixations", data.n_fixation_points),
                     ("without_fixations", data.n_without_fixations),
                     ("skipped", data.skipped),
                 )
@@ -185,9 +198,7 @@ class OsieSrDataModule(pl.LightningDataModule):
             synthetic, seed, num_train=num_train, num_val=num_val, num_probe=num_probe,
             salicon_hw=salicon_hw, osie_hw=osie_hw, num_observers=num_observers,
         )
-        self.root = Path(root).expanduser().absolute() if root is not None else None
-        if self.synthetic is not None and self.root is None:
-            raise ConfigError("data.root is required with data.synthetic=true: the synthetic data set's folder")
+        self.root = data_root(root, self.synthetic) if self.synthetic is not None or root is not None else None
         base = self.root if self.synthetic is not None else None
         osie_root = osie_root if osie_root is not None else (base / "osie" if base else None)
         regions_root = regions_root if regions_root is not None else (base / "osie_sr" if base else None)
@@ -239,6 +250,7 @@ class OsieSrDataModule(pl.LightningDataModule):
             "regions_root": str(self.regions_root),
             "images": len(data),
             "clipped_fixations": data.n_clipped,
+            "fixations": data.n_fixation_points,
             "without_fixations": data.n_without_fixations,
             "skipped": data.skipped,
             "class_ids": {str(key): value for key, value in data.class_ids.items()},

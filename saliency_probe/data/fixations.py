@@ -83,6 +83,8 @@ class ReaderReport:
     n_clipped: int = 0
     without_fixations: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: Fixations read (the denominator of the clipped share); None where the format has no coordinates.
+    n_points: int | None = 0
 
 
 class FixationDataset(Dataset):
@@ -108,6 +110,11 @@ class FixationDataset(Dataset):
     def n_clipped(self) -> int:
         """Total number of fixations that fell outside their image and were clipped to its border."""
         return self.report.n_clipped
+
+    @property
+    def n_fixation_points(self) -> int | None:
+        """Number of fixations read (before rounding and de-duplication); None for formats without coordinates."""
+        return self.report.n_points
 
     @property
     def n_without_fixations(self) -> int:

@@ -151,6 +151,7 @@ class OsieDataset(FixationDataset):
             except ValueError as error:
                 raise InputFileError(f"{source}: image {image_path.name}, subject {number + 1}: {error}") from error
             self.report.n_clipped += n_clipped
+            self.report.n_points += len(observer_pixels)
             pixels.append(observer_pixels)
         fixated = fixation_map(np.concatenate([np.zeros((0, 2), np.int64), *pixels]), height, width)
         if not fixated.any():

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from saliency_probe.data.datamodules import synthetic_kwargs
+from saliency_probe.data.datamodules import data_root, synthetic_kwargs
 from saliency_probe.data.fixations import FixationDataset, FixationRecord, flat_indices
 from saliency_probe.data.osie_sr import CATEGORIES, collate_regions, read_regions, resolve_class_ids
 from saliency_probe.data.regions_build import (
@@ -74,6 +74,7 @@ class RegionSetDataset(FixationDataset):
         self.report.n_clipped = report.n_clipped
         self._observers = []
         self.n_fixations = sum(len(points) for image in images for points in image.observers)
+        self.report.n_points = self.n_fixations
         for image in images:
             fixated = fixation_map(image.points, image.height, image.width)
             self.records.append(FixationRecord(image.stem, image.image_path, image.height, image.width,
@@ -121,7 +122,7 @@ class RegionSetDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        root: PathLike,
+        root: PathLike | None = None,
         regions_root: PathLike | None = None,
         format: str = "osie",
         split: str = "val",
@@ -143,8 +144,8 @@ class RegionSetDataModule(pl.LightningDataModule):
         **synthetic_sizes: Any,
     ) -> None:
         super().__init__()
-        self.root = Path(root).expanduser().absolute()
         self.synthetic = synthetic_kwargs(synthetic, int(seed), **synthetic_sizes)
+        self.root = data_root(root, self.synthetic)
         is_synthetic = str(annotations) == SYNTHETIC_ANNOTATION
         if is_synthetic and self.synthetic is None:
             raise ConfigError("data.annotations=synthetic reads the synthetic set's own annotation: set synthetic=true")

@@ -244,6 +244,7 @@ class SaliconDataset(FixationDataset):
         except ValueError as error:
             raise InputFileError(f"{fixations.source}: {error}") from error
         self.report.n_clipped += n_clipped
+        self.report.n_points += len(fixations.points_xy)
         if not fixation_map.any():
             self.report.without_fixations.append(fixations.stem)
             return

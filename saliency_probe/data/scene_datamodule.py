@@ -67,7 +67,7 @@ class SaliconScenesDataModule(SaliconDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: str | None = None,
         labels_file: str | None = None,
         min_images_per_class: int = 50,
         val_fraction: float = 0.2,
@@ -140,8 +140,8 @@ class SaliconScenesDataModule(SaliconDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        return _loader(self.train_set, self.batch_size, self.num_workers, True, self.seed)
+        return _loader(self.train_set, self.batch_size, self.num_workers, True, self.shuffle_seed)
 
     def val_dataloader(self) -> DataLoader:
         self.setup("fit")
-        return _loader(self.val_set, self.batch_size, self.num_workers, False, self.seed)
+        return _loader(self.val_set, self.batch_size, self.num_workers, False, self.shuffle_seed)

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -90,6 +91,12 @@ class Params:
     salicon_hw: tuple[int, int] = (240, 320)
     osie_hw: tuple[int, int] = (300, 400)
     num_observers: int = 8
+
+    def folder_name(self) -> str:
+        """The name of this set's default folder under ``data/synthetic/`` (one folder per parameter set)."""
+        (sh, sw), (oh, ow) = self.salicon_hw, self.osie_hw
+        return (f"seed{self.seed}-train{self.num_train}-val{self.num_val}-probe{self.num_probe}-"
+                f"obs{self.num_observers}-salicon{sh}x{sw}-osie{oh}x{ow}")
 
     def __post_init__(self) -> None:
         for name in ("seed", "num_train", "num_val", "num_probe", "num_observers"):
@@ -361,6 +368,16 @@ def _write_all(root: Path, params: Params) -> None:
     write_json(root / "truth.json", truth)
     write_json(root / MANIFEST, {"generator": "saliency_probe.data.synthetic", "format_version": FORMAT_VERSION,
                                  "params": params.as_json()})
+
+
+#: Parent of the default synthetic folders, relative to the folder the command runs in.
+DEFAULT_PARENT = Path("data") / "synthetic"
+
+
+def default_root(**params: Any) -> Path:
+    """The default folder of the synthetic set made with ``params``: ``data/synthetic/<parameters>``, so that
+    sets of other sizes or another ``data.seed`` never share a folder (an explicit ``data.root`` is compared)."""
+    return (DEFAULT_PARENT / Params(**params).folder_name()).absolute()
 
 
 def ensure_synthetic(root: str | os.PathLike[str], **params) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -29,6 +28,7 @@ from saliency_probe.report import files
 from saliency_probe.report.report_md import write_report
 from saliency_probe.run_context import (
     build_logger,
+    data_notes,
     output_dir,
     print_run_config,
     quiet_third_party,
@@ -136,19 +136,7 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
 def run_notes(image_size: int, data: dict[str, dict[str, Any]], sources: list[TrunkSource]) -> list[str]:
     """What the run changed or left out, said once at the end and in report.md (nothing changes silently)."""
     notes = [f"input size: images resized to {image_size}x{image_size} (aspect not kept, as in the paper)"]
-    for key, info in data.items():
-        clipped, points = int(info.get("clipped_fixations") or 0), info.get("fixations")
-        if clipped:
-            share = f" ({100.0 * clipped / points:.2g}% of {points})" if points else ""
-            notes.append(f"{key}: {clipped} fixation(s) outside the image moved to its border{share}")
-        without = info.get("without_fixations")
-        count = without if isinstance(without, int) else len(without or [])
-        if count:
-            notes.append(f"{key}: {count} image(s) without fixations left out")
-        skipped = list(info.get("skipped") or [])
-        if skipped:
-            shown = ", ".join(Path(str(path)).name for path in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-            notes.append(f"{key}: {len(skipped)} unreadable image(s) skipped (data.on_error=skip): {shown}")
+    notes += data_notes(data)
     for source in sources:
         trained = source.info.get("trained_image_size")
         if trained is not None and int(trained) != image_size:
