@@ -25,9 +25,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_SYNTHETIC
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
+from test_probe import synthetic_overrides
 
 from saliency_probe import cli
 
@@ -107,18 +107,7 @@ class Workspace:
         return self.tmp / "run"
 
     def synthetic_overrides(self, root: Path | None = None) -> list[str]:
-        s = SMALL_SYNTHETIC
-        return [
-            f"data.root={root or self.synthetic}",
-            f"data.num_train={s['num_train']}",
-            f"data.num_val={s['num_val']}",
-            f"data.num_probe={s['num_probe']}",
-            f"data.salicon_hw=[{s['salicon_hw'][0]},{s['salicon_hw'][1]}]",
-            f"data.osie_hw=[{s['osie_hw'][0]},{s['osie_hw'][1]}]",
-            f"data.num_observers={s['num_observers']}",
-            "data.image_size=64",
-            f"seed={s['seed']}",
-        ]
+        return synthetic_overrides(root or self.synthetic)
 
     def train(self, *overrides: str, synthetic: bool = True) -> list[str]:
         base = ["logger=none", "print_config=false", "trainer.max_epochs=1", f"hydra.run.dir={self.run}"]

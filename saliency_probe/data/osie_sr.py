@@ -168,7 +168,36 @@ def read_regions(
     return stacked, categories
 
 
-class OsieSrDataset(OsieDataset):
+class CategorisedRegions:
+    """Mixin of the data sets whose items carry categorised regions read from an OSIE-SR layout folder.
+
+    The class using it sets ``regions_root`` and ``class_ids`` and has ``records`` (one per image); its items
+    gain ``region_masks`` (bool tensor (R, H, W)) and ``region_categories`` (list of names).
+    """
+
+    regions_root: Path
+    class_ids: dict[int, str]
+
+    @property
+    def categories(self) -> list[str]:
+        """Category names in the paper's order first, then any others of the id table (sorted)."""
+        names = set(self.class_ids.values())
+        return [name for name in CATEGORIES if name in names] + sorted(names - set(CATEGORIES))
+
+    def regions(self, index: int) -> tuple[np.ndarray, list[str]]:
+        """Region masks and categories of item ``index`` (checked against the image size)."""
+        record = self.records[index]
+        return read_regions(self.regions_root, record.stem, self.class_ids, (record.height, record.width))
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        masks, categories = self.regions(index)
+        item["region_masks"] = torch.from_numpy(masks)
+        item["region_categories"] = categories
+        return item
+
+
+class OsieSrDataset(CategorisedRegions, OsieDataset):
     """OSIE images with OSIE-SR regions: items add ``region_masks`` (bool tensor (R, H, W)) and
     ``region_categories`` (list of names). An image without an annotation file raises naming the file
     (``on_error="skip"`` skips it and lists it in ``skipped``)."""
@@ -193,24 +222,6 @@ class OsieSrDataset(OsieDataset):
         annotation_path(self.regions_root, "SegmentationClass", image_path.stem)
         annotation_path(self.regions_root, "SegmentationObject", image_path.stem)
         return True
-
-    @property
-    def categories(self) -> list[str]:
-        """Category names in the paper's order first, then any others of the id table (sorted)."""
-        names = set(self.class_ids.values())
-        return [name for name in CATEGORIES if name in names] + sorted(names - set(CATEGORIES))
-
-    def regions(self, index: int) -> tuple[np.ndarray, list[str]]:
-        """Region masks and categories of item ``index`` (checked against the image size)."""
-        record = self.records[index]
-        return read_regions(self.regions_root, record.stem, self.class_ids, (record.height, record.width))
-
-    def __getitem__(self, index: int) -> dict:
-        item = super().__getitem__(index)
-        masks, categories = self.regions(index)
-        item["region_masks"] = torch.from_numpy(masks)
-        item["region_categories"] = categories
-        return item
 
 
 def collate_regions(batch: list[dict]) -> dict:

@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader
 
 from saliency_probe.data.datamodules import data_root, synthetic_kwargs
 from saliency_probe.data.fixations import FixationDataset, FixationRecord, flat_indices
-from saliency_probe.data.osie_sr import CATEGORIES, collate_regions, read_regions, resolve_class_ids
+from saliency_probe.data.osie_sr import (
+    CategorisedRegions,
+    collate_regions,
+    resolve_class_ids,
+)
 from saliency_probe.data.regions_build import (
     REGIONS_JSON,
     BuildRequest,
@@ -39,7 +42,7 @@ PathLike = str | os.PathLike[str]
 SYNTHETIC_ANNOTATION = "synthetic"
 
 
-class RegionSetDataset(FixationDataset):
+class RegionSetDataset(CategorisedRegions, FixationDataset):
     """Images and fixations of ``source`` with the regions of the built set in ``regions_root``.
 
     Items add ``region_masks`` (bool (R, H, W)) and ``region_categories`` to :class:`FixationDataset` items;
@@ -81,26 +84,9 @@ class RegionSetDataset(FixationDataset):
                                                flat_indices(fixated)))
             self._observers.append(image.observers)
 
-    @property
-    def categories(self) -> list[str]:
-        """Category names of the set, the paper's order first, then others sorted."""
-        names = set(self.class_ids.values())
-        return [name for name in CATEGORIES if name in names] + sorted(names - set(CATEGORIES))
-
     def observers(self, index: int) -> list[np.ndarray]:
         """Per-observer 0-based int64 ``(N, 2)`` ``[x, y]`` pixels of item ``index``."""
         return [pixels.copy() for pixels in self._observers[index]]
-
-    def regions(self, index: int) -> tuple[np.ndarray, list[str]]:
-        record = self.records[index]
-        return read_regions(self.regions_root, record.stem, self.class_ids, (record.height, record.width))
-
-    def __getitem__(self, index: int) -> dict:
-        item = super().__getitem__(index)
-        masks, categories = self.regions(index)
-        item["region_masks"] = torch.from_numpy(masks)
-        item["region_categories"] = categories
-        return item
 
 
 class RegionSetDataModule(pl.LightningDataModule):
