@@ -18,9 +18,22 @@ from typing import Any
 import numpy as np
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once: files are created with the mode ``open()`` would give them.
+UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, on error delete it."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, on error delete it.
+
+    The file gets the mode ``open()`` would give it under the process's umask (``mkstemp`` makes it 0600).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
@@ -28,6 +41,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        os.chmod(temporary_path, 0o666 & ~UMASK)
         os.replace(temporary_path, target)
     finally:
         if temporary_path.exists():

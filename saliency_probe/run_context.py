@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,50 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
 
 
+#: Messages of third-party libraries that say nothing about the run (filtered by :func:`quiet_third_party`).
+NOISE = (
+    "litlogger",  # Lightning's advertisement for its cloud logger
+    "litmodels",
+    "LeafSpec",  # a deprecation inside Lightning's own pytree helper
+    "anonymous setting has no effect",
+)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in NOISE)
+
+
+def quiet_third_party() -> None:
+    """Filter the known third-party noise (:data:`NOISE`) from warnings and Lightning's log."""
+    for text in NOISE:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}.*")
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                 "lightning_fabric.utilities.rank_zero"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in target.filters):
+            target.addFilter(_DropNoise())
+
+
+def print_run_config(cfg: DictConfig, title: str) -> None:
+    """``print_config``: ``true`` / ``overrides`` (default) prints the command's overrides on one line, ``full``
+    the composed config as a tree, ``false`` nothing."""
+    mode = cfg.get("print_config")
+    if mode is None or mode is False or str(mode).lower() in {"false", "none", "off"}:
+        return
+    if str(mode).lower() == "full":
+        print_config_tree(cfg, title=title)
+        return
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    _print(f"{title}: {' '.join(overrides) if overrides else '(defaults)'}  [print_config=full shows the config]")
+
+
+@rank_zero_only
+def _print(text: str) -> None:
+    print(text)
+
+
 @rank_zero_only
 def print_config_tree(cfg: DictConfig, title: str = "config") -> None:
     """Print the composed config as a rich tree, one branch per group."""
@@ -94,5 +140,30 @@ def build_logger(
     if target.endswith("WandbLogger"):
         run_dir.mkdir(parents=True, exist_ok=True)
         extra = {"id": resume_run_id, "resume": "allow"} if resume_run_id else {}
-        return instantiate(logger_cfg, save_dir=str(run_dir), name=name, group=group, job_type=job_type, **extra)
+        logger = instantiate(logger_cfg, save_dir=str(run_dir), name=name, group=group, job_type=job_type, **extra)
+        if getattr(logger, "_wandb_init", {}).get("anonymous", 0) is None:
+            del logger._wandb_init["anonymous"]  # Lightning passes None, which W&B warns about on every run
+        return logger
     return instantiate(logger_cfg, save_dir=str(run_dir))
+
+
+def data_notes(data: dict[str, dict[str, Any]], prefix: str = "") -> list[str]:
+    """One line per change or omission a reader made (data modules' ``summary()``, keyed by config group):
+    fixations moved to the border (count and share), images without fixations, unreadable images skipped."""
+    notes = []
+    for key, info in data.items():
+        for split in sorted({k[: -len("clipped_fixations")] for k in info if k.endswith("clipped_fixations")}):
+            where = f"{prefix}{key}{' ' + split.rstrip('_') if split else ''}"
+            clipped, points = int(info.get(f"{split}clipped_fixations") or 0), info.get(f"{split}fixations")
+            if clipped:
+                share = f" ({100.0 * clipped / points:.2g}% of {points})" if points else ""
+                notes.append(f"{where}: {clipped} fixation(s) outside the image moved to its border{share}")
+            without = info.get(f"{split}without_fixations")
+            count = without if isinstance(without, int) else len(without or [])
+            if count:
+                notes.append(f"{where}: {count} image(s) without fixations left out")
+            skipped = list(info.get(f"{split}skipped") or [])
+            if skipped:
+                shown = ", ".join(Path(str(path)).name for path in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+                notes.append(f"{where}: {len(skipped)} unreadable image(s) skipped (data.on_error=skip): {shown}")
+    return notes

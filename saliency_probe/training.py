@@ -13,12 +13,23 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import Logger, WandbLogger
 
+from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import BackboneSpec, architecture, check_weights_available
 from saliency_probe.models.checkpoint import load_checkpoint
-from saliency_probe.run_context import build_logger, output_dir, print_config_tree, run_identity, to_plain
+from saliency_probe.run_context import (
+    build_logger,
+    data_notes,
+    output_dir,
+    print_run_config,
+    quiet_third_party,
+    run_identity,
+    to_plain,
+)
+from saliency_probe.run_folder import write_manifest
+from saliency_probe.validation import check_common, require_int, value_of
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +54,30 @@ def _plain_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return plain
 
 
+def validate_train_config(cfg: DictConfig) -> None:
+    """Every key a user types, checked before any data or model work (one-line ConfigError)."""
+    check_common(cfg)
+    backbone = BackboneSpec.from_config(cfg.backbone)  # an unknown backbone fails here, listing the valid ones
+    architecture(backbone).parse_finetune(cfg.finetune.layers)  # the valid range of this backbone
+    epochs = require_int(cfg, "trainer.max_epochs", 1, optional=True)
+    if epochs is None and value_of(cfg, "trainer.max_steps") in (None, -1):
+        raise ConfigError("trainer.max_epochs is null and trainer.max_steps is not set: the run would never end")
+    if cfg.get("ckpt_path"):
+        path = Path(str(cfg.ckpt_path))
+        if path.is_dir():
+            raise ConfigError(f"ckpt_path={path} is a folder; expected a checkpoint file (<run>/checkpoints/last.ckpt)")
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={path} does not exist; expected a checkpoint file written by train.py")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job and return its summary (also written to ``<output dir>/summary.json``)."""
     finetune_layers = cfg.finetune.layers
-    backbone = BackboneSpec.from_config(cfg.backbone)  # an unknown backbone fails here, listing the valid ones
-    architecture(backbone).parse_finetune(finetune_layers)  # fail before any work, listing the valid values
+    validate_train_config(cfg)  # fail before any work, naming the key
+    backbone = BackboneSpec.from_config(cfg.backbone)
     check_weights_available(backbone.weights, backbone)  # offline without the file: fail now, naming it
-    if cfg.get("print_config"):
-        print_config_tree(cfg, title=f"train.py ({cfg.task.name})")
+    quiet_third_party()
+    print_run_config(cfg, title=f"train.py ({cfg.task.name})")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = output_dir()
     name, group = run_identity(default_name=f"{cfg.task.name}-layers{finetune_layers}")
@@ -65,10 +92,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("ckpt_path"):
         resumed = load_checkpoint(cfg.ckpt_path)  # refuses foreign or unsafe files before Lightning loads them
         if resumed.task != str(cfg.task.name):
-            raise ValueError(f"ckpt_path={cfg.ckpt_path} is a {resumed.task} checkpoint, not task={cfg.task.name}")
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path} is a {resumed.task} checkpoint, not task={cfg.task.name}; "
+                              f"resume with task={resumed.task}")
         if resumed.backbone.architecture_key() != backbone.architecture_key():
-            raise ValueError(f"ckpt_path={cfg.ckpt_path} was trained on backbone {resumed.backbone.describe()}, "
-                             f"not backbone={backbone.describe()}: resume it with backbone={resumed.backbone.name}")
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path} was trained on backbone {resumed.backbone.describe()}, "
+                              f"not backbone={backbone.describe()}: resume it with backbone={resumed.backbone.name}")
         resume_run_id = resumed.metadata.get("wandb_run_id")
     logger = build_logger(cfg.get("logger"), run_dir, name, group, str(cfg.task.name), resume_run_id)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger else False)
@@ -84,12 +112,48 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 logger.experiment.summary.update(
                     {"trainable_params": summary["trainable_params"], **summary["metrics"]}
                 )
+            print_train_summary(summary, run_dir, wandb_run_folder(logger))
         return summary
     finally:
         if isinstance(logger, WandbLogger):
             import wandb
 
             wandb.finish()
+        if trainer.is_global_zero and (run_dir / "summary.json").is_file():
+            write_manifest(run_dir, "train")
+
+
+def wandb_run_folder(logger: Logger | None) -> Path | None:
+    """The local folder of this job's W&B run (offline or online), or None without one."""
+    if not isinstance(logger, WandbLogger):
+        return None
+    try:
+        folder = Path(logger.experiment.dir).parent
+    except (AttributeError, TypeError):  # disabled mode has no folder
+        return None
+    return folder if folder.is_dir() else None
+
+
+def print_train_summary(summary: dict[str, Any], run_dir: Path, wandb_folder: Path | None) -> None:
+    """The end of ``train.py``: where the results are and the final validation metrics."""
+    bar = "=" * 100
+    metrics = "  ".join(f"{key} {value:.4g}" for key, value in summary["metrics"].items()) or "(none)"
+    lines = [
+        bar,
+        f"train: task {summary['task']}, finetune.layers={summary['finetune_layers']}, "
+        f"{summary['trainable_params']:,} trainable parameters, {summary['epochs']} epoch(s)",
+        f"final validation: {metrics}",
+        f"run folder:       {run_dir.resolve()}",
+        f"best checkpoint:  {summary['best_checkpoint']}",
+        f"last checkpoint:  {summary['last_checkpoint']}",
+        f"summary:          {(run_dir / 'summary.json').resolve()}",
+    ]
+    lines += [f"note: {note}" for note in data_notes({"data": summary.get("data") or {}})]
+    if wandb_folder is not None:
+        lines.append(f"W&B run:          {wandb_folder}")
+        if wandb_folder.name.startswith("offline-"):
+            lines.append(f"upload with:      wandb sync {wandb_folder}")
+    print("\n".join([*lines, bar]))
 
 
 def _summarise(

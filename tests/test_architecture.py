@@ -75,7 +75,8 @@ def test_a_plugin_analysis_runs_through_probe_py(tmp_path: Path, synthetic_root:
             direct = {}
             for source in context.sources:  # the same mean, image by image, without Lightning
                 extractor = LayerActivations(source.trunk(), ["conv5_3"]).eval()
-                maps = [extractor(item["image"][None])["conv5_3"].double() for item in context.dataset()]
+                with torch.no_grad():
+                    maps = [extractor(item["image"][None])["conv5_3"].double() for item in context.dataset()]
                 direct[source.name] = float(torch.cat([m.flatten() for m in maps]).mean())
             return AnalysisResult(summary={"means": means, "direct": direct})
 

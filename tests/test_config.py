@@ -41,7 +41,7 @@ CONV5_3_SIZE = IMAGE_SIZE // 16
 #: folder) are found in the defaults lists and tested by test_structured_section_composes_and_reads.
 FILE_GROUPS = {
     "backbone", "callbacks", "classical", "data", "experiment", "finetune", "hydra", "hydra/launcher", "logger",
-    "paths", "probe", "task", "trainer",
+    "paths", "probe", "regions", "task", "trainer",
 }
 #: Models of the benchmark that are baselines computed from the fixations, not map models.
 BASELINE_MODELS = ("center_bias", "inter_observer")
@@ -695,3 +695,15 @@ def test_paths_follow_the_hydra_run(
     cfg = compose_job("train", f"paths={name}")
     assert Path(cfg.paths.output_dir) == run_dir  # the job's Hydra output folder
     assert cfg.paths.root_dir == "/data/project"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "regions").glob("*.yaml")))
+def test_region_category_tables_load_and_map_to_known_categories(name: str) -> None:
+    """conf/regions/*.yaml are the class -> category tables of the region builder (docs/regions.md)."""
+    from saliency_probe.data.osie_sr import CATEGORIES
+    from saliency_probe.data.regions_annotations import load_table
+
+    table = load_table(name)
+    assert table.name == name and table.classes
+    mapped = {category for category in table.classes.values() if category is not None}
+    assert mapped <= set(CATEGORIES) | {"salient region"}, mapped - set(CATEGORIES)

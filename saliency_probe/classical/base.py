@@ -16,6 +16,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from saliency_probe.errors import ConfigError
+
 #: Modules that register the built-in models (imported lazily to avoid an import cycle with this module).
 _BUILTIN_MODULES = ("bms", "gbvs", "itti", "spectral")
 
@@ -63,6 +65,10 @@ def check_rgb_image(image: Any, what: str = "image") -> None:
         raise ValueError(f"{what}: expected dtype uint8 (0..255 RGB), got {image.dtype}")
 
 
+class UnknownParameterError(ConfigError, TypeError):
+    """A classical model's parameter that does not exist (a ``TypeError``, as calling the class would raise)."""
+
+
 #: Registry of the classical models: name -> class.  Filled by :func:`register` when the modules are imported.
 CLASSICAL_MODELS: dict[str, type[SaliencyModel]] = {}
 
@@ -94,12 +100,12 @@ def build_classical(name: str, **params: Any) -> SaliencyModel:
     _load_builtin_models()
     if name not in CLASSICAL_MODELS:
         valid = ", ".join(sorted(CLASSICAL_MODELS))
-        raise ValueError(f"unknown classical saliency model {name!r}; valid names: {valid}")
+        raise ConfigError(f"unknown classical saliency model {name!r}; valid names: {valid}")
     cls = CLASSICAL_MODELS[name]
     valid_params = [field.name for field in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
     unknown = sorted(set(params) - set(valid_params))
     if unknown:
-        raise TypeError(
+        raise UnknownParameterError(
             f"unknown parameter(s) {unknown} for classical model {name!r}; valid parameters: {valid_params}"
         )
     return cls(**params)

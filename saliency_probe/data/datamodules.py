@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from saliency_probe.data.osie_sr import OsieSrDataset, collate_regions
 from saliency_probe.data.salicon import SaliconDataset
-from saliency_probe.data.synthetic import ensure_synthetic
+from saliency_probe.data.synthetic import default_root, ensure_synthetic
+from saliency_probe.errors import ConfigError
 
 PathLike = str | os.PathLike[str]
 
@@ -32,9 +33,9 @@ def synthetic_kwargs(synthetic: bool | dict | None, seed: int, **sizes: Any) -> 
     given = {key: tuple(value) if key.endswith("_hw") else value for key, value in sizes.items() if value is not None}
     if not synthetic:
         if given:
-            raise ValueError(
-                f"{sorted(given)} size the synthetic data set but synthetic is off; "
-                "use limit_train / limit_val / limit to read part of a real data set"
+            raise ConfigError(
+                f"data.{', data.'.join(sorted(given))} size the synthetic data set but synthetic is off "
+                "(data.synthetic=false); use data.limit_train / limit_val / limit to read part of a real data set"
             )
         return None
     if isinstance(synthetic, bool):
@@ -42,8 +43,18 @@ def synthetic_kwargs(synthetic: bool | dict | None, seed: int, **sizes: Any) -> 
     kwargs = dict(synthetic)
     clash = sorted(key for key in given if key in kwargs and kwargs[key] != given[key])
     if clash:
-        raise ValueError(f"synthetic sizes given twice with different values: {clash}")
+        raise ConfigError(f"synthetic sizes given twice with different values (data.synthetic and data.*): {clash}")
     return {"seed": seed, **given, **kwargs}
+
+
+def data_root(root: PathLike | None, synthetic: dict | None, key: str = "data.root") -> Path:
+    """The data folder: ``root`` when given; for the synthetic set without one, its default folder
+    ``data/synthetic/<parameters>`` (:func:`~saliency_probe.data.synthetic.default_root`)."""
+    if root is not None and str(root).strip():
+        return Path(root).expanduser().absolute()
+    if synthetic is not None:
+        return default_root(**synthetic)
+    raise ConfigError(f"{key} is required: the data set's folder")
 
 
 def _loader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool, seed: int, collate_fn=None) -> DataLoader:
@@ -68,7 +79,7 @@ class SaliconDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        root: PathLike,
+        root: PathLike | None = None,
         image_size: int = 224,
         batch_size: int = 5,
         num_workers: int = 0,
@@ -85,9 +96,9 @@ class SaliconDataModule(pl.LightningDataModule):
         salicon_hw: tuple[int, int] | None = None,
         osie_hw: tuple[int, int] | None = None,
         num_observers: int | None = None,
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.root = Path(root).expanduser().absolute()
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -95,11 +106,13 @@ class SaliconDataModule(pl.LightningDataModule):
         self.limits = {"train": limit_train, "val": limit_val}
         self.on_error = on_error
         self.seed = int(seed)
+        self.shuffle_seed = int(shuffle_seed) if shuffle_seed is not None else self.seed
         self.json_dir = Path(json_dir).expanduser().absolute() if json_dir is not None else None
         self.synthetic = synthetic_kwargs(
             synthetic, self.seed, num_train=num_train, num_val=num_val, num_probe=num_probe,
             salicon_hw=salicon_hw, osie_hw=osie_hw, num_observers=num_observers,
         )
+        self.root = data_root(root, self.synthetic)
         self.datasets: dict[str, SaliconDataset] = {}
 
     @property
@@ -129,10 +142,10 @@ class SaliconDataModule(pl.LightningDataModule):
             self.dataset("val")
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.dataset("train"), self.batch_size, self.num_workers, True, self.seed)
+        return _loader(self.dataset("train"), self.batch_size, self.num_workers, True, self.shuffle_seed)
 
     def val_dataloader(self) -> DataLoader:
-        return _loader(self.dataset("val"), self.batch_size, self.num_workers, False, self.seed)
+        return _loader(self.dataset("val"), self.batch_size, self.num_workers, False, self.shuffle_seed)
 
     def summary(self) -> dict[str, Any]:
         """What was read: edition, sizes, clipped fixations, excluded and skipped images (for summary.json)."""
@@ -146,6 +159,7 @@ class SaliconDataModule(pl.LightningDataModule):
                 for key, value in (
                     ("images", len(data)),
                     ("clipped_fixations", data.n_clipped),
+                    ("fixations", data.n_fixation_points),
                     ("without_fixations", data.n_without_fixations),
                     ("skipped", data.skipped),
                 )
@@ -184,14 +198,15 @@ class OsieSrDataModule(pl.LightningDataModule):
             synthetic, seed, num_train=num_train, num_val=num_val, num_probe=num_probe,
             salicon_hw=salicon_hw, osie_hw=osie_hw, num_observers=num_observers,
         )
-        self.root = Path(root).expanduser().absolute() if root is not None else None
-        if self.synthetic is not None and self.root is None:
-            raise ValueError("OsieSrDataModule: synthetic data need `root`, the synthetic folder")
+        self.root = data_root(root, self.synthetic) if self.synthetic is not None or root is not None else None
         base = self.root if self.synthetic is not None else None
         osie_root = osie_root if osie_root is not None else (base / "osie" if base else None)
         regions_root = regions_root if regions_root is not None else (base / "osie_sr" if base else None)
         if osie_root is None or regions_root is None:
-            raise ValueError("OsieSrDataModule needs osie_root and regions_root (or root with synthetic)")
+            raise ConfigError(
+                "data.osie_root and data.regions_root are required (the OSIE and OSIE-SR folders), "
+                "or data.root with data.synthetic=true"
+            )
         self.osie_root = Path(osie_root).expanduser().absolute()
         self.regions_root = Path(regions_root).expanduser().absolute()
         self.image_size = int(image_size)
@@ -235,6 +250,7 @@ class OsieSrDataModule(pl.LightningDataModule):
             "regions_root": str(self.regions_root),
             "images": len(data),
             "clipped_fixations": data.n_clipped,
+            "fixations": data.n_fixation_points,
             "without_fixations": data.n_without_fixations,
             "skipped": data.skipped,
             "class_ids": {str(key): value for key, value in data.class_ids.items()},

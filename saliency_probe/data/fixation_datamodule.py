@@ -14,11 +14,12 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from saliency_probe.data.datamodules import synthetic_kwargs
+from saliency_probe.data.datamodules import data_root, synthetic_kwargs
 from saliency_probe.data.fixations import FixationDataset
 from saliency_probe.data.mit1003 import Mit1003Dataset
 from saliency_probe.data.osie import OsieDataset
 from saliency_probe.data.synthetic import ensure_synthetic
+from saliency_probe.errors import ConfigError
 
 FORMATS = {"osie": OsieDataset, "mit1003": Mit1003Dataset}
 
@@ -36,7 +37,7 @@ class FixationDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None = None,
         format: str = "osie",
         image_size: int = 224,
         batch_size: int = 1,
@@ -50,12 +51,14 @@ class FixationDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if format not in FORMATS:
-            raise ValueError(f"data.format={format!r} is not supported; choose one of {sorted(FORMATS)}")
+            raise ConfigError(f"data.format={format!r} is not supported; expected one of {sorted(FORMATS)}")
         self.format = format
-        self.root = Path(root).expanduser().absolute()
         self.synthetic = synthetic_kwargs(synthetic, int(seed), **synthetic_sizes)
+        self.root = data_root(root, self.synthetic)
         if self.synthetic is not None and format != "osie":
-            raise ValueError("the synthetic data set is written in the OSIE format only: use format=osie")
+            raise ConfigError(
+                f"data.format={format!r}: the synthetic data set is written in the OSIE format only; use data.format=osie"
+            )
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -98,6 +101,7 @@ class FixationDataModule(pl.LightningDataModule):
             "synthetic": self.synthetic,
             "images": len(data),
             "clipped_fixations": data.n_clipped,
+            "fixations": data.n_fixation_points,
             "without_fixations": data.n_without_fixations,
             "skipped": data.skipped,
         }

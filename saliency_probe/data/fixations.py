@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from saliency_probe.data.images import load_rgb, to_model_input
+from saliency_probe.errors import ConfigError, InputFileError
 from saliency_probe.maps import fixation_map
 from saliency_probe.matlab import matlab_round
 
@@ -60,7 +61,7 @@ def flat_indices(fixation_map: np.ndarray) -> np.ndarray:
 def check_on_error(on_error: str) -> str:
     """Validate the bad-image policy."""
     if on_error not in ON_ERROR_CHOICES:
-        raise ValueError(f"on_error={on_error!r} is not valid; choose one of {ON_ERROR_CHOICES}")
+        raise ConfigError(f"data.on_error={on_error!r} is not valid; expected one of {list(ON_ERROR_CHOICES)}")
     return on_error
 
 
@@ -82,6 +83,8 @@ class ReaderReport:
     n_clipped: int = 0
     without_fixations: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: Fixations read (the denominator of the clipped share); None where the format has no coordinates.
+    n_points: int | None = 0
 
 
 class FixationDataset(Dataset):
@@ -107,6 +110,11 @@ class FixationDataset(Dataset):
     def n_clipped(self) -> int:
         """Total number of fixations that fell outside their image and were clipped to its border."""
         return self.report.n_clipped
+
+    @property
+    def n_fixation_points(self) -> int | None:
+        """Number of fixations read (before rounding and de-duplication); None for formats without coordinates."""
+        return self.report.n_points
 
     @property
     def n_without_fixations(self) -> int:
@@ -139,7 +147,7 @@ class FixationDataset(Dataset):
         record = self.records[index]
         image = load_rgb(record.image_path)
         if image.shape[:2] != (record.height, record.width):
-            raise ValueError(
+            raise InputFileError(
                 f"{record.image_path}: image is {image.shape[0]}x{image.shape[1]} (HxW) but its fixations were "
                 f"recorded for {record.height}x{record.width}"
             )

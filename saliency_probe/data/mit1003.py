@@ -15,6 +15,7 @@ import numpy as np
 
 from saliency_probe.data.fixations import FixationDataset, FixationRecord, check_on_error, flat_indices
 from saliency_probe.data.images import check_image, load_rgb, read_image_size
+from saliency_probe.errors import InputFileError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ class Mit1003Dataset(FixationDataset):
         stimuli, maps = self.root / "ALLSTIMULI", self.root / "ALLFIXATIONMAPS"
         for folder in (stimuli, maps):
             if not folder.is_dir():
-                raise FileNotFoundError(f"MIT1003 folder not found: {folder}; expected {LAYOUT}")
+                raise MissingInputError(f"MIT1003 folder not found: {folder}; expected {LAYOUT}")
         names = stems if stems is not None else sorted(path.stem for path in stimuli.glob("*.jpeg"))
         if not names:
-            raise FileNotFoundError(f"no .jpeg images in {stimuli}; expected {LAYOUT}")
+            raise MissingInputError(f"no .jpeg images in {stimuli}; expected {LAYOUT}")
         for name in names:
             if limit is not None and len(self.records) >= limit:
                 break
@@ -64,7 +65,7 @@ class Mit1003Dataset(FixationDataset):
                 self.report.skipped.append(str(image_path))
                 continue
             if points.shape != (height, width):
-                raise ValueError(
+                raise InputFileError(
                     f"{points_path}: fixation map is {points.shape[0]}x{points.shape[1]} (HxW) but the image "
                     f"{image_path} is {height}x{width}"
                 )

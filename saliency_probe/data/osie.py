@@ -23,6 +23,7 @@ from saliency_probe.data.fixations import (
     flat_indices,
 )
 from saliency_probe.data.images import check_image, read_image_size
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 from saliency_probe.maps import fixation_map
 
 log = logging.getLogger(__name__)
@@ -52,30 +53,32 @@ def _coordinates(value: object) -> np.ndarray:
 def read_osie_fixations(mat_path: str | os.PathLike[str]) -> dict[str, list[np.ndarray]]:
     """``{image file name: [per-observer (N, 2) 1-based [x, y] float arrays]}``, in the file's order."""
     path = Path(mat_path)
+    if path.is_dir():
+        raise InputFileError(f"{path} is a folder; expected the OSIE fixation file (.mat) with {MAT_LAYOUT}")
     if not path.is_file():
-        raise FileNotFoundError(f"OSIE fixation file not found: {path} (expected {MAT_LAYOUT})")
+        raise MissingInputError(f"OSIE fixation file not found: {path} (expected {MAT_LAYOUT})")
     try:
         content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as error:  # noqa: BLE001 - scipy raises many types for bad files; re-raised with the name
-        raise ValueError(f"{path}: not a readable MATLAB file ({error}); expected {MAT_LAYOUT}") from error
+        raise InputFileError(f"{path}: not a readable MATLAB file ({error}); expected {MAT_LAYOUT}") from error
     if "fixations" not in content:
         found = sorted(key for key in content if not key.startswith("__"))
-        raise ValueError(f"{path}: no variable `fixations` (found {found}); expected {MAT_LAYOUT}")
+        raise InputFileError(f"{path}: no variable `fixations` (found {found}); expected {MAT_LAYOUT}")
     result: dict[str, list[np.ndarray]] = {}
     for number, entry in enumerate(_entries(content["fixations"])):
         if not (hasattr(entry, "img") and hasattr(entry, "subjects")):
-            raise ValueError(f"{path}: entry {number + 1} lacks `img` or `subjects`; expected {MAT_LAYOUT}")
+            raise InputFileError(f"{path}: entry {number + 1} lacks `img` or `subjects`; expected {MAT_LAYOUT}")
         name = str(entry.img).strip()
         if name in result:
-            raise ValueError(f"{path}: image {name} appears twice (entries of `fixations` must be unique)")
+            raise InputFileError(f"{path}: image {name} appears twice (entries of `fixations` must be unique)")
         observers = []
         for subject_number, subject in enumerate(_entries(entry.subjects)):
             where = f"{path}: image {name}, subject {subject_number + 1}"
             if not (hasattr(subject, "fix_x") and hasattr(subject, "fix_y")):
-                raise ValueError(f"{where} lacks `fix_x` or `fix_y`; expected {MAT_LAYOUT}")
+                raise InputFileError(f"{where} lacks `fix_x` or `fix_y`; expected {MAT_LAYOUT}")
             x, y = _coordinates(subject.fix_x), _coordinates(subject.fix_y)
             if x.shape != y.shape:
-                raise ValueError(f"{where}: fix_x has {x.size} values but fix_y {y.size}")
+                raise InputFileError(f"{where}: fix_x has {x.size} values but fix_y {y.size}")
             observers.append(np.stack([x, y], axis=1))
         result[name] = observers
     return result
@@ -103,16 +106,18 @@ class OsieDataset(FixationDataset):
         self._observers: list[list[np.ndarray]] = []
         stimuli = self.root / "data" / "stimuli"
         mat_path = self.root / "data" / "eye" / "fixations.mat"
+        if not self.root.is_dir():
+            raise MissingInputError(f"OSIE folder not found: {self.root}; expected {DATASET_LAYOUT}")
         if not stimuli.is_dir():
-            raise FileNotFoundError(f"OSIE stimuli folder not found: {stimuli}; expected {DATASET_LAYOUT}")
-        if not mat_path.is_file():
-            raise FileNotFoundError(f"OSIE fixation file not found: {mat_path}; expected {DATASET_LAYOUT}")
+            raise MissingInputError(f"OSIE stimuli folder not found: {stimuli}; expected {DATASET_LAYOUT}")
+        if not mat_path.exists():
+            raise MissingInputError(f"OSIE fixation file not found: {mat_path}; expected {DATASET_LAYOUT}")
         table = read_osie_fixations(mat_path)
         by_stem = {Path(name).stem: name for name in table}
         if stems is not None:
             unknown = [stem for stem in stems if stem not in by_stem]
             if unknown:
-                raise ValueError(f"{mat_path}: no fixations for requested image(s) {unknown[:10]}")
+                raise ConfigError(f"data.stems: {mat_path} has no fixations for requested image(s) {unknown[:10]}")
             names = [by_stem[stem] for stem in stems]
         else:
             names = list(table)
@@ -144,8 +149,9 @@ class OsieDataset(FixationDataset):
             try:
                 observer_pixels, n_clipped = fixation_pixels(points, height, width)
             except ValueError as error:
-                raise ValueError(f"{source}: image {image_path.name}, subject {number + 1}: {error}") from error
+                raise InputFileError(f"{source}: image {image_path.name}, subject {number + 1}: {error}") from error
             self.report.n_clipped += n_clipped
+            self.report.n_points += len(observer_pixels)
             pixels.append(observer_pixels)
         fixated = fixation_map(np.concatenate([np.zeros((0, 2), np.int64), *pixels]), height, width)
         if not fixated.any():

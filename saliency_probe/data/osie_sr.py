@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from saliency_probe.data.osie import OsieDataset
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 
 DEFAULT_CLASS_IDS: dict[int, str] = {
     1: "person head",
@@ -86,7 +87,7 @@ def read_class_names(path: str | os.PathLike[str]) -> dict[int, str]:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     table = {index: line.strip() for index, line in enumerate(lines) if line.strip() not in PLACEHOLDER_NAMES}
     if not table:
-        raise ValueError(f"{path}: no category names (expected labelme's class_names.txt, one name per id)")
+        raise InputFileError(f"{path}: no category names (expected labelme's class_names.txt, one name per id)")
     return table
 
 
@@ -104,7 +105,7 @@ def annotation_path(root: str | os.PathLike[str], folder: str, stem: str) -> Pat
     for suffix in (".png", ".npy"):
         if base.with_suffix(suffix).is_file():
             return base.with_suffix(suffix)
-    raise FileNotFoundError(f"region annotation not found: {base}.png (or .npy); expected {LAYOUT}")
+    raise MissingInputError(f"region annotation not found: {base}.png (or .npy); expected {LAYOUT}")
 
 
 def read_label_map(path: Path) -> np.ndarray:
@@ -118,9 +119,9 @@ def read_label_map(path: Path) -> np.ndarray:
                     raise ValueError(f"PNG mode {image.mode} holds colours, not ids (expected indexed or greyscale)")
                 array = np.array(image)
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read region annotation {path}: {error}") from error
+        raise InputFileError(f"cannot read region annotation {path}: {error}") from error
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{path}: expected a 2-D integer id map, got shape {array.shape} and dtype {array.dtype}")
+        raise InputFileError(f"{path}: expected a 2-D integer id map, got shape {array.shape} and dtype {array.dtype}")
     return array.astype(np.int64)
 
 
@@ -135,12 +136,12 @@ def read_regions(
     object_path = annotation_path(root, "SegmentationObject", stem)
     classes, objects = read_label_map(class_path), read_label_map(object_path)
     if classes.shape != objects.shape:
-        raise ValueError(
+        raise InputFileError(
             f"{object_path}: instance map is {objects.shape[0]}x{objects.shape[1]} (HxW) but the class map "
             f"{class_path} is {classes.shape[0]}x{classes.shape[1]}"
         )
     if expected_hw is not None and classes.shape != tuple(expected_hw):
-        raise ValueError(
+        raise InputFileError(
             f"{class_path}: annotation is {classes.shape[0]}x{classes.shape[1]} (HxW) but the image is "
             f"{expected_hw[0]}x{expected_hw[1]}"
         )
@@ -150,15 +151,15 @@ def read_regions(
         mask = objects == instance
         ids_under = np.unique(classes[mask])
         if ids_under.size != 1:
-            raise ValueError(
+            raise InputFileError(
                 f"{class_path}: instance {instance} of {object_path} covers class ids {ids_under.tolist()}; "
                 "a region must have exactly one class id"
             )
         class_id = int(ids_under[0])
         if class_id not in class_ids:
-            raise ValueError(
+            raise InputFileError(
                 f"{class_path}: unknown class id {class_id} (instance {instance}); known ids are "
-                f"{sorted(class_ids)} (set the id table in the data config or class_names.txt)"
+                f"{sorted(class_ids)} (set the id table in data.class_ids or class_names.txt)"
             )
         masks.append(mask)
         categories.append(class_ids[class_id])
@@ -167,31 +168,15 @@ def read_regions(
     return stacked, categories
 
 
-class OsieSrDataset(OsieDataset):
-    """OSIE images with OSIE-SR regions: items add ``region_masks`` (bool tensor (R, H, W)) and
-    ``region_categories`` (list of names). An image without an annotation file raises naming the file
-    (``on_error="skip"`` skips it and lists it in ``skipped``)."""
+class CategorisedRegions:
+    """Mixin of the data sets whose items carry categorised regions read from an OSIE-SR layout folder.
 
-    def __init__(
-        self,
-        osie_root: str | os.PathLike[str],
-        regions_root: str | os.PathLike[str],
-        image_size: int = 224,
-        class_ids: dict[int, str] | None = None,
-        on_error: str = "raise",
-        limit: int | None = None,
-        stems: list[str] | None = None,
-    ) -> None:
-        self.regions_root = Path(regions_root)
-        if not self.regions_root.is_dir():
-            raise FileNotFoundError(f"OSIE-SR region folder not found: {self.regions_root}; expected {LAYOUT}")
-        self.class_ids = resolve_class_ids(self.regions_root, class_ids)
-        super().__init__(osie_root, image_size=image_size, on_error=on_error, limit=limit, stems=stems)
+    The class using it sets ``regions_root`` and ``class_ids`` and has ``records`` (one per image); its items
+    gain ``region_masks`` (bool tensor (R, H, W)) and ``region_categories`` (list of names).
+    """
 
-    def _accept(self, image_path: Path) -> bool:
-        annotation_path(self.regions_root, "SegmentationClass", image_path.stem)
-        annotation_path(self.regions_root, "SegmentationObject", image_path.stem)
-        return True
+    regions_root: Path
+    class_ids: dict[int, str]
 
     @property
     def categories(self) -> list[str]:
@@ -212,13 +197,40 @@ class OsieSrDataset(OsieDataset):
         return item
 
 
+class OsieSrDataset(CategorisedRegions, OsieDataset):
+    """OSIE images with OSIE-SR regions: items add ``region_masks`` (bool tensor (R, H, W)) and
+    ``region_categories`` (list of names). An image without an annotation file raises naming the file
+    (``on_error="skip"`` skips it and lists it in ``skipped``)."""
+
+    def __init__(
+        self,
+        osie_root: str | os.PathLike[str],
+        regions_root: str | os.PathLike[str],
+        image_size: int = 224,
+        class_ids: dict[int, str] | None = None,
+        on_error: str = "raise",
+        limit: int | None = None,
+        stems: list[str] | None = None,
+    ) -> None:
+        self.regions_root = Path(regions_root)
+        if not self.regions_root.is_dir():
+            raise MissingInputError(f"OSIE-SR region folder not found: {self.regions_root}; expected {LAYOUT}")
+        self.class_ids = resolve_class_ids(self.regions_root, class_ids)
+        super().__init__(osie_root, image_size=image_size, on_error=on_error, limit=limit, stems=stems)
+
+    def _accept(self, image_path: Path) -> bool:
+        annotation_path(self.regions_root, "SegmentationClass", image_path.stem)
+        annotation_path(self.regions_root, "SegmentationObject", image_path.stem)
+        return True
+
+
 def collate_regions(batch: list[dict]) -> dict:
     """Stack ``image``, ``fixations`` and ``index``; keep ``stem``, ``region_masks``, ``region_categories`` as
     lists (regions differ in number). Fixation maps must share one size (OSIE's 800x600); use batch size 1
     for data sets of mixed sizes."""
     shapes = {tuple(item["fixations"].shape) for item in batch}
     if len(shapes) > 1:
-        raise ValueError(f"cannot stack fixation maps of sizes {sorted(shapes)}; use batch_size=1")
+        raise ConfigError(f"cannot stack fixation maps of sizes {sorted(shapes)} in one batch; use data.batch_size=1")
     out = {
         "image": torch.stack([item["image"] for item in batch]),
         "fixations": torch.stack([item["fixations"] for item in batch]),

@@ -40,6 +40,7 @@ from saliency_probe.data.popout_draw import (
     lch_to_rgb,
     render_items,
 )
+from saliency_probe.errors import ConfigError, InputFileError
 from saliency_probe.io_utils import atomic_path, write_json, write_text
 
 __all__ = [
@@ -114,18 +115,21 @@ def normalise_dimensions(dimensions: Sequence[str] | str | None) -> list[str]:
     names = [_ALIASES.get(str(name).strip().lower(), str(name).strip().lower()) for name in dimensions]
     unknown = [name for name in names if name not in DIMENSIONS]
     if unknown or not names:
-        raise ValueError(
-            f"unknown pop-out dimension(s) {unknown or names}; choose from {', '.join(DIMENSIONS)}"
+        raise ConfigError(
+            f"unknown pop-out dimension(s) {unknown or names} (data.generate.dimensions); "
+            f"choose from {', '.join(DIMENSIONS)}"
         )
     if len(set(names)) != len(names):
-        raise ValueError(f"pop-out dimensions repeat: {names}")
+        raise ConfigError(f"pop-out dimensions repeat (data.generate.dimensions): {names}")
     return names
 
 
 def ladder_fraction(level: int, levels: int) -> float:
     """Contrast fraction t in [0, 1] of ``level`` (0 = no difference, levels - 1 = strongest)."""
     if levels < 2:
-        raise ValueError(f"levels must be >= 2 (level 0 is the no-difference control), got {levels}")
+        raise ConfigError(
+            f"levels must be >= 2 (level 0 is the no-difference control; data.generate.levels), got {levels}"
+        )
     if not 0 <= level < levels:
         raise ValueError(f"level {level} outside 0..{levels - 1}")
     return level / (levels - 1)
@@ -176,7 +180,7 @@ def plan_arrays(
     (flipping after every full ladder), target presence (a seeded subset) and a target cell (balanced over
     the target-present arrays)."""
     if not 0.0 <= absent_fraction < 1.0:
-        raise ValueError(f"absent_fraction must be in [0, 1), got {absent_fraction}")
+        raise ConfigError(f"absent_fraction must be in [0, 1) (data.generate.absent_fraction), got {absent_fraction}")
     absent = set(
         np.random.default_rng([seed, 0x616273]).permutation(num)[: round(num * absent_fraction)].tolist()
     )
@@ -207,8 +211,9 @@ def grid_cells(image_size: int, grid: int, margin: float) -> list[tuple[int, int
     border = int(round(margin * image_size))
     edges = [border + int(round(k * (image_size - 2 * border) / grid)) for k in range(grid + 1)]
     if min(b - a for a, b in zip(edges[:-1], edges[1:], strict=True)) < 4:
-        raise ValueError(
-            f"image_size {image_size} is too small for a {grid}x{grid} grid with margin {margin}"
+        raise ConfigError(
+            f"image_size {image_size} is too small for a {grid}x{grid} grid with margin {margin} "
+            "(data.generate.image_size, grid)"
         )
     return [(edges[r], edges[r + 1], edges[c], edges[c + 1]) for r in range(grid) for c in range(grid)]
 
@@ -270,9 +275,9 @@ def render_array(
     largest = max(circumradius(item) for item in items)
     amplitude = min(jitter * cell_size, cell_size / 2.0 - largest - 1.0)
     if amplitude < 0.0:
-        raise ValueError(
-            f"image_size {image_size} is too small for a {grid}x{grid} grid with item_scale {item_scale}: "
-            f"items of radius {largest:.1f} px do not fit cells of {cell_size} px"
+        raise ConfigError(
+            f"image_size {image_size} is too small for a {grid}x{grid} grid with item_scale {item_scale} "
+            f"(data.generate.image_size, grid): items of radius {largest:.1f} px do not fit cells of {cell_size} px"
         )
     offsets = rng.uniform(-amplitude, amplitude, size=(len(cells), 2))
     centres = np.array([((x0 + x1) / 2.0, (y0 + y1) / 2.0) for y0, y1, x0, x1 in cells]) + offsets
@@ -295,7 +300,12 @@ def _check_geometry(
         for polarity in (1, -1):
             target, distractor, difference = feature_values(dimension, 1.0, polarity, 0.0)
             plan = ArrayPlan(0, "check", dimension, 1, polarity, 0, target, distractor, difference)
-            render_array(plan, seed, image_size, grid, margin, jitter, item_scale, supersample)
+            try:
+                render_array(plan, seed, image_size, grid, margin, jitter, item_scale, supersample)
+            except ConfigError:
+                raise
+            except ValueError as error:  # an item reaches its cell's edge or covers no pixel
+                raise ConfigError(f"pop-out {dimension} items (data.generate.image_size, grid): {error}") from error
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
@@ -337,9 +347,9 @@ def read_params(root: Path) -> dict[str, Any] | None:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        raise InputFileError(f"{path} is not valid JSON ({error}); expected the pop-out generator's parameter file") from error
     if not isinstance(stored, dict) or stored.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path} is not a {FORMAT_NAME} parameter file")
+        raise InputFileError(f"{path} is not a {FORMAT_NAME} parameter file")
     return {key: value for key, value in stored.items() if key not in ("format", "version")}
 
 
@@ -366,15 +376,16 @@ def generate_popout(
     finished); one with different parameters, or holding other files, is refused.
     """
     if num < 1:
-        raise ValueError(f"num must be >= 1, got {num}")
+        raise ConfigError(f"num must be >= 1 (data.generate.num), got {num}")
     if grid < 1 or image_size < 8 or supersample < 1:
-        raise ValueError(
-            f"need grid >= 1, image_size >= 8 and supersample >= 1 (got {grid}, {image_size}, {supersample})"
+        raise ConfigError(
+            f"pop-out generator: need grid >= 1, image_size >= 8 and supersample >= 1 (data.generate.*), "
+            f"got grid={grid}, image_size={image_size}, supersample={supersample}"
         )
     if not 0.0 <= margin < 0.5 or not 0.0 <= jitter < 0.5 or not 0.0 < item_scale <= 0.5:
-        raise ValueError(
-            f"need 0 <= margin < 0.5, 0 <= jitter < 0.5, 0 < item_scale <= 0.5 "
-            f"(got {margin}, {jitter}, {item_scale})"
+        raise ConfigError(
+            f"pop-out generator: need 0 <= margin < 0.5, 0 <= jitter < 0.5, 0 < item_scale <= 0.5, "
+            f"got margin={margin}, jitter={jitter}, item_scale={item_scale}"
         )
     params = {
         "num": int(num),
@@ -391,17 +402,17 @@ def generate_popout(
     }
     root = Path(out)
     if root.exists() and not root.is_dir():
-        raise ValueError(f"pop-out output {root} exists and is not a folder")
+        raise InputFileError(f"pop-out output {root} exists and is not a folder; expected a folder for the set")
     stored = read_params(root) if root.is_dir() else None
     if stored is not None and stored != params:
         changed = sorted(key for key in set(stored) | set(params) if stored.get(key) != params.get(key))
         details = ", ".join(f"{key}: {stored.get(key)!r} -> {params.get(key)!r}" for key in changed)
-        raise ValueError(
+        raise InputFileError(
             f"{root} already holds a pop-out set made with other parameters ({details}); "
             "choose another folder or delete it"
         )
     if stored is None and root.is_dir() and any(root.iterdir()):
-        raise ValueError(
+        raise InputFileError(
             f"{root} is not empty and holds no {PARAMS_FILE}: refusing to write a pop-out set there"
         )
     if stored is not None and (root / METADATA_FILE).is_file():

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from saliency_probe.data.images import load_rgb, to_model_input
 from saliency_probe.data.popout_generator import METADATA_COLUMNS, METADATA_FILE, generate_popout, read_params
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 
 __all__ = [
     "DEFAULT_NUM",
@@ -44,7 +45,7 @@ def read_mask(path: Path, threshold: int = 128) -> np.ndarray:
     on the 0..255 scale (16-bit files are compared at ``threshold * 257``). Palette images (VOC style) are
     label maps: any non-zero index is the target."""
     if not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
+        raise MissingInputError(f"mask file not found: {path}")
     try:
         with Image.open(path) as image:
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -53,20 +54,20 @@ def read_mask(path: Path, threshold: int = 128) -> np.ndarray:
                 return np.asarray(image) > 0
             return np.asarray(image.convert("L")) >= threshold
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read mask {path}: {error}") from error
+        raise InputFileError(f"cannot read mask {path}: {error}") from error
 
 
 def read_item_mask(path: Path) -> np.ndarray:
     """Instance map (int32, 0 background) from an 8- or 16-bit PNG."""
     if not path.is_file():
-        raise FileNotFoundError(f"item mask file not found: {path}")
+        raise MissingInputError(f"item mask file not found: {path}")
     try:
         with Image.open(path) as image:
             if image.mode not in ("L", "P", "I;16", "I;16B", "I;16L", "I"):
                 raise ValueError(f"expected a single-channel 8- or 16-bit PNG, got mode {image.mode}")
             return np.asarray(image).astype(np.int32)
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read item mask {path}: {error}") from error
+        raise InputFileError(f"cannot read item mask {path}: {error}") from error
 
 
 def _find_by_stem(folder: Path, stem: str) -> Path | None:
@@ -79,7 +80,7 @@ def _find_by_stem(folder: Path, stem: str) -> Path | None:
         if (folder / f"{stem}{suffix.upper()}").is_file()
     ]
     if len(set(matches)) > 1:
-        raise ValueError(f"several files for {stem!r} in {folder}: {sorted(p.name for p in set(matches))}")
+        raise InputFileError(f"several files for {stem!r} in {folder}: {sorted(p.name for p in set(matches))}")
     return matches[0] if matches else None
 
 
@@ -108,7 +109,7 @@ def _read_metadata(root: Path) -> list[dict[str, str]]:
         reader = csv.DictReader(handle)
         header = tuple(reader.fieldnames or ())
         if header[: len(METADATA_COLUMNS)] != METADATA_COLUMNS:
-            raise ValueError(
+            raise InputFileError(
                 f"{path}: expected columns starting with {', '.join(METADATA_COLUMNS)}, got {header}"
             )
         return list(reader)
@@ -120,7 +121,7 @@ def scan_popout(root: str | os.PathLike[str]) -> list[PopoutRecord]:
     root = Path(root)
     images = root / "images"
     if not images.is_dir():
-        raise FileNotFoundError(f"no images/ folder in {root}; expected {LAYOUT}")
+        raise MissingInputError(f"no images/ folder in {root}; expected {LAYOUT}")
     if (root / METADATA_FILE).is_file():
         records = []
         for row in _read_metadata(root):
@@ -134,27 +135,27 @@ def scan_popout(root: str | os.PathLike[str]) -> list[PopoutRecord]:
             )
             for path in (record.image, record.target_mask, record.item_mask):
                 if not path.is_file():
-                    raise FileNotFoundError(
+                    raise MissingInputError(
                         f"{path} is missing (listed as {row['id']!r} in {root / METADATA_FILE})"
                     )
             records.append(record)
         return records
     mask_dir = root / "masks" / "target" if (root / "masks" / "target").is_dir() else root / "masks"
     if not mask_dir.is_dir():
-        raise FileNotFoundError(f"no masks/target/ or masks/ folder in {root}; expected {LAYOUT}")
+        raise MissingInputError(f"no masks/target/ or masks/ folder in {root}; expected {LAYOUT}")
     item_dir = root / "masks" / "items"
     records = []
     for image in sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         mask = _find_by_stem(mask_dir, image.stem)
         if mask is None:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no target mask for image {image}: expected {mask_dir / image.stem}.png "
                 f"(or another image suffix: {', '.join(IMAGE_SUFFIXES)})"
             )
         items = _find_by_stem(item_dir, image.stem) if item_dir.is_dir() else None
         records.append(PopoutRecord(image.stem, image, mask, items, None, None))
     if not records:
-        raise FileNotFoundError(f"no images in {images}; expected {LAYOUT}")
+        raise MissingInputError(f"no images in {images}; expected {LAYOUT}")
     return records
 
 
@@ -165,7 +166,7 @@ class PopoutDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike[str], image_size: int = 224, threshold: int = 128) -> None:
         if not 0 < threshold <= 255:
-            raise ValueError(f"threshold must be in 1..255, got {threshold}")
+            raise ConfigError(f"data.threshold={threshold}: expected an integer in 1..255")
         self.root = Path(root)
         self.image_size = int(image_size)
         self.threshold = int(threshold)
@@ -184,7 +185,7 @@ class PopoutDataset(Dataset):
             ("item mask", items, record.item_mask),
         ):
             if mask is not None and mask.shape != rgb.shape[:2]:
-                raise ValueError(
+                raise InputFileError(
                     f"{name} {path} is {mask.shape[1]}x{mask.shape[0]} but image {record.image} is "
                     f"{rgb.shape[1]}x{rgb.shape[0]} (width x height); they must match"
                 )
@@ -229,6 +230,10 @@ def ensure_popout(
             )
     elif not root.exists() or (root.is_dir() and not any(root.iterdir())):
         generate_popout(root, **{"num": DEFAULT_NUM, **generate_kwargs})
+    elif not root.is_dir():
+        raise InputFileError(f"{root} is a file; expected a pop-out set folder ({LAYOUT}) or a new one to generate")
     else:
-        raise ValueError(f"{root} holds neither a pop-out set nor nothing; expected {LAYOUT}")
+        raise InputFileError(
+            f"{root} is not empty and holds no pop-out set; expected an empty folder (a set is generated there) or {LAYOUT}"
+        )
     return PopoutDataset(root, image_size=input_size, threshold=threshold)

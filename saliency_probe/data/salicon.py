@@ -29,6 +29,7 @@ from saliency_probe.data.fixations import (
     rasterise_fixations,
 )
 from saliency_probe.data.images import check_image
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -77,30 +78,30 @@ def _points(value: object, what: str) -> np.ndarray:
 
 
 def read_salicon_mat(path: str | os.PathLike[str]) -> ImageFixations:
-    """Read one SALICON 2017 fixation file; malformed content raises ``ValueError`` naming the file."""
+    """Read one SALICON 2017 fixation file; malformed content raises ``InputFileError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SALICON fixation file not found: {path} (expected {MAT_LAYOUT})")
+        raise MissingInputError(f"SALICON fixation file not found: {path} (expected {MAT_LAYOUT})")
     try:
         content = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as error:  # noqa: BLE001 - scipy raises many types for bad files; re-raised with the name
-        raise ValueError(f"{path}: not a readable MATLAB file ({error}); expected {MAT_LAYOUT}") from error
+        raise InputFileError(f"{path}: not a readable MATLAB file ({error}); expected {MAT_LAYOUT}") from error
     missing = [key for key in ("resolution", "gaze") if key not in content]
     if missing:
-        raise ValueError(f"{path}: missing variable(s) {missing}; expected {MAT_LAYOUT}")
+        raise InputFileError(f"{path}: missing variable(s) {missing}; expected {MAT_LAYOUT}")
     resolution = np.asarray(content["resolution"]).ravel()
     if resolution.size != 2 or not np.all(resolution > 0):
-        raise ValueError(f"{path}: `resolution` is {resolution.tolist()}, expected [height, width]; {MAT_LAYOUT}")
+        raise InputFileError(f"{path}: `resolution` is {resolution.tolist()}, expected [height, width]; {MAT_LAYOUT}")
     gaze = content["gaze"]
     observers = list(np.atleast_1d(gaze).ravel()) if isinstance(gaze, np.ndarray) else [gaze]
     points, owner = [], []
     for index, observer in enumerate(observers):
         if not hasattr(observer, "fixations"):
-            raise ValueError(f"{path}: gaze entry {index} has no field `fixations`; expected {MAT_LAYOUT}")
+            raise InputFileError(f"{path}: gaze entry {index} has no field `fixations`; expected {MAT_LAYOUT}")
         try:
             fixations = _points(observer.fixations, f"gaze({index + 1}).fixations")
         except ValueError as error:
-            raise ValueError(f"{path}: {error}; expected {MAT_LAYOUT}") from error
+            raise InputFileError(f"{path}: {error}; expected {MAT_LAYOUT}") from error
         points.append(fixations)
         owner.append(np.full(len(fixations), index, dtype=np.int64))
     return ImageFixations(
@@ -117,14 +118,16 @@ def read_salicon_mat(path: str | os.PathLike[str]) -> ImageFixations:
 def read_salicon_json(path: str | os.PathLike[str]) -> dict[str, ImageFixations]:
     """Read a SALICON 2015 JSON file into ``{stem: ImageFixations}`` with points converted to ``[x, y]``."""
     path = Path(path)
+    if path.is_dir():
+        raise InputFileError(f"{path} is a folder; expected {JSON_LAYOUT}")
     if not path.is_file():
-        raise FileNotFoundError(f"SALICON fixation file not found: {path} (expected {JSON_LAYOUT})")
+        raise MissingInputError(f"SALICON fixation file not found: {path} (expected {JSON_LAYOUT})")
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
         images = {int(entry["id"]): entry for entry in content["images"]}
         annotations = content["annotations"]
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: malformed ({error!r}); expected {JSON_LAYOUT}") from error
+        raise InputFileError(f"{path}: malformed ({error!r}); expected {JSON_LAYOUT}") from error
     per_image: dict[int, tuple[list[np.ndarray], list[int]]] = {key: ([], []) for key in images}
     for number, annotation in enumerate(annotations):
         try:
@@ -132,9 +135,9 @@ def read_salicon_json(path: str | os.PathLike[str]) -> dict[str, ImageFixations]
             worker = int(annotation.get("worker_id", number))
             row_col = _points(annotation["fixations"], f"annotations[{number}].fixations")
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}: annotation {number} is malformed ({error}); expected {JSON_LAYOUT}") from error
+            raise InputFileError(f"{path}: annotation {number} is malformed ({error}); expected {JSON_LAYOUT}") from error
         if image_id not in per_image:
-            raise ValueError(f"{path}: annotation {number} refers to image_id {image_id}, absent from `images`")
+            raise InputFileError(f"{path}: annotation {number} refers to image_id {image_id}, absent from `images`")
         per_image[image_id][0].append(row_col[:, ::-1])
         per_image[image_id][1].append(worker)
     result: dict[str, ImageFixations] = {}
@@ -183,13 +186,13 @@ class SaliconDataset(FixationDataset):
         self.edition = str(edition)
         self.on_error = check_on_error(on_error)
         if self.edition not in EDITIONS:
-            raise ValueError(f"edition={edition!r} is not valid; choose one of {EDITIONS}")
+            raise ConfigError(f"data.edition={edition!r} is not valid; expected one of {list(EDITIONS)}")
         image_dir = self.root / "images" / split
         if not image_dir.is_dir():
-            raise FileNotFoundError(f"SALICON image folder not found: {image_dir}; expected {DATASET_LAYOUT}")
+            raise MissingInputError(f"SALICON image folder not found: {image_dir}; expected {DATASET_LAYOUT}")
         image_paths = sorted(image_dir.glob("*.jpg"))
         if not image_paths:
-            raise FileNotFoundError(f"no .jpg images in {image_dir}; expected {DATASET_LAYOUT}")
+            raise MissingInputError(f"no .jpg images in {image_dir}; expected {DATASET_LAYOUT}")
         lookup = self._fixation_lookup(json_file)
         for image_path in image_paths:
             fixations = None
@@ -222,9 +225,7 @@ class SaliconDataset(FixationDataset):
         if self.edition == "2017":
             fixation_dir = self.root / "fixations" / self.split
             if not fixation_dir.is_dir():
-                raise FileNotFoundError(
-                    f"SALICON fixation folder not found: {fixation_dir}; expected {DATASET_LAYOUT}"
-                )
+                raise MissingInputError(f"SALICON fixation folder not found: {fixation_dir}; expected {DATASET_LAYOUT}")
             return lambda stem: read_salicon_mat(fixation_dir / f"{stem}.mat")
         path = Path(json_file) if json_file is not None else Path(f"fixations_{self.split}2014.json")
         path = path if path.is_absolute() else self.root / path
@@ -232,7 +233,7 @@ class SaliconDataset(FixationDataset):
 
         def lookup(stem: str) -> ImageFixations:
             if stem not in table:
-                raise FileNotFoundError(f"{path}: no entry for image {stem}")
+                raise MissingInputError(f"{path}: no entry for image {stem}")
             return table[stem]
 
         return lookup
@@ -241,8 +242,9 @@ class SaliconDataset(FixationDataset):
         try:
             fixation_map, n_clipped = rasterise_fixations(fixations.points_xy, fixations.height, fixations.width)
         except ValueError as error:
-            raise ValueError(f"{fixations.source}: {error}") from error
+            raise InputFileError(f"{fixations.source}: {error}") from error
         self.report.n_clipped += n_clipped
+        self.report.n_points += len(fixations.points_xy)
         if not fixation_map.any():
             self.report.without_fixations.append(fixations.stem)
             return

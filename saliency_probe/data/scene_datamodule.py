@@ -12,6 +12,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from saliency_probe.data.datamodules import SaliconDataModule, _loader
 from saliency_probe.data.scenes import SceneLabels, class_weights, read_scene_labels
+from saliency_probe.errors import ConfigError, InputFileError
 
 
 def stratified_split(labels: list[str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -66,7 +67,7 @@ class SaliconScenesDataModule(SaliconDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: str | None = None,
         labels_file: str | None = None,
         min_images_per_class: int = 50,
         val_fraction: float = 0.2,
@@ -91,7 +92,7 @@ class SaliconScenesDataModule(SaliconDataModule):
         self.scene_labels = labels
         self.class_names = list(labels.classes)
         if len(self.class_names) < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.labels_file}: fewer than 2 scene classes keep >= {self.min_images_per_class} images "
                 f"(dropped: {labels.dropped_classes}); lower data.min_images_per_class"
             )
@@ -105,7 +106,10 @@ class SaliconScenesDataModule(SaliconDataModule):
             train_idx, val_idx = stratified_split([name for _, name in labelled], self.val_fraction, self.seed)
         train_names = [labelled[k][1] for k in train_idx]
         self.class_counts = {name: train_names.count(name) for name in self.class_names}
-        weights = class_weights(train_names, self.class_names)
+        try:
+            weights = class_weights(train_names, self.class_names)
+        except ValueError as error:  # e.g. the file's split column puts every image of a class in val
+            raise InputFileError(f"{self.labels_file}: training split: {error}") from error
         self.class_weight_values = [float(weights[name]) for name in self.class_names]
 
         def subset(keys: list[int]) -> LabelledImages:
@@ -136,8 +140,8 @@ class SaliconScenesDataModule(SaliconDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        return _loader(self.train_set, self.batch_size, self.num_workers, True, self.seed)
+        return _loader(self.train_set, self.batch_size, self.num_workers, True, self.shuffle_seed)
 
     def val_dataloader(self) -> DataLoader:
         self.setup("fit")
-        return _loader(self.val_set, self.batch_size, self.num_workers, False, self.seed)
+        return _loader(self.val_set, self.batch_size, self.num_workers, False, self.shuffle_seed)

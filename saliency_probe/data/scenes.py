@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saliency_probe.errors import InputFileError, MissingInputError
+
 log = logging.getLogger(__name__)
 
 HEADER = ["image", "scene"]
@@ -43,13 +45,18 @@ def read_scene_labels(
 ) -> SceneLabels:
     """Read and filter a scene CSV; a malformed header, empty field or conflicting duplicate names the file."""
     path = Path(path)
+    if path.is_dir():
+        raise InputFileError(f"{path} is a folder; expected a scene label CSV file with header image,scene")
     if not path.is_file():
-        raise FileNotFoundError(f"scene label file not found: {path} (expected a CSV with header image,scene)")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle))
+        raise MissingInputError(f"scene label file not found: {path} (expected a CSV with header image,scene)")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputFileError(f"{path}: not a readable CSV file ({error}); expected header image,scene") from error
     header = [cell.strip() for cell in rows[0]] if rows else []
     if header[:2] != HEADER or header[2:] not in ([], ["split"]):
-        raise ValueError(
+        raise InputFileError(
             f"{path}: header is {header}, expected {HEADER} or {HEADER + ['split']} (image = SALICON stem)"
         )
     width = len(header)
@@ -59,10 +66,10 @@ def read_scene_labels(
             continue
         cells = [cell.strip() for cell in row]
         if len(cells) != width or not all(cells):
-            raise ValueError(f"{path}:{line}: expected {width} non-empty fields {','.join(header)}, got {row}")
+            raise InputFileError(f"{path}:{line}: expected {width} non-empty fields {','.join(header)}, got {row}")
         stem, scene = cells[0].removesuffix(".jpg"), cells[1]
         if labels.get(stem, scene) != scene:
-            raise ValueError(f"{path}:{line}: image {stem} is labelled both {labels[stem]!r} and {scene!r}")
+            raise InputFileError(f"{path}:{line}: image {stem} is labelled both {labels[stem]!r} and {scene!r}")
         labels[stem] = scene
     unknown: list[str] = []
     if known_stems is not None:

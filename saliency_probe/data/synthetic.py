@@ -30,6 +30,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -38,6 +39,7 @@ from PIL import Image
 
 from saliency_probe.data.osie_sr import CATEGORIES, DEFAULT_CLASS_IDS, VOID_ID, write_label_png
 from saliency_probe.data.synthetic_drawing import ASPECT, background, render_object
+from saliency_probe.errors import ConfigError, InputFileError, OutputFolderError
 from saliency_probe.io_utils import write_json, write_text
 
 FORMAT_VERSION = 1
@@ -90,14 +92,32 @@ class Params:
     osie_hw: tuple[int, int] = (300, 400)
     num_observers: int = 8
 
+    def folder_name(self) -> str:
+        """The name of this set's default folder under ``data/synthetic/`` (one folder per parameter set)."""
+        (sh, sw), (oh, ow) = self.salicon_hw, self.osie_hw
+        return (f"seed{self.seed}-train{self.num_train}-val{self.num_val}-probe{self.num_probe}-"
+                f"obs{self.num_observers}-salicon{sh}x{sw}-osie{oh}x{ow}")
+
     def __post_init__(self) -> None:
-        for name in ("num_train", "num_val", "num_probe", "num_observers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"synthetic {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("seed", "num_train", "num_val", "num_probe", "num_observers"):
+            value = getattr(self, name)
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                number = None
+            if number is None or isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ConfigError(f"synthetic {name}={value!r}: expected an integer (data.{name})")
+            if number < (0 if name == "seed" else 1):
+                raise ConfigError(f"synthetic {name} must be >= {0 if name == 'seed' else 1} (data.{name}), got {value}")
         for name in ("salicon_hw", "osie_hw"):
-            value = tuple(int(v) for v in getattr(self, name))
+            try:
+                value = tuple(int(v) for v in getattr(self, name))
+            except (TypeError, ValueError):
+                value = ()
             if len(value) != 2 or min(value) < 32:
-                raise ValueError(f"synthetic {name} must be (height, width) with both >= 32, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"synthetic {name} must be [height, width] with both >= 32 (data.{name}), got {getattr(self, name)}"
+                )
             object.__setattr__(self, name, value)
 
     def as_json(self) -> dict:
@@ -312,7 +332,7 @@ def generate(
     params = Params(seed, num_train, num_val, num_probe, tuple(salicon_hw), tuple(osie_hw), num_observers)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not empty; the synthetic generator never overwrites data")
+        raise OutputFolderError(f"{out} exists and is not empty; the synthetic generator never overwrites data")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -322,7 +342,7 @@ def generate(
                 out.rmdir()
             os.rename(staging, out)
         except OSError as error:  # another process finished first (e.g. several ranks at once)
-            raise FileExistsError(f"{out} was created while generating: {error}") from error
+            raise OutputFolderError(f"{out} was created while generating: {error}") from error
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -350,29 +370,45 @@ def _write_all(root: Path, params: Params) -> None:
                                  "params": params.as_json()})
 
 
+#: Parent of the default synthetic folders, relative to the folder the command runs in.
+DEFAULT_PARENT = Path("data") / "synthetic"
+
+
+def default_root(**params: Any) -> Path:
+    """The default folder of the synthetic set made with ``params``: ``data/synthetic/<parameters>``, so that
+    sets of other sizes or another ``data.seed`` never share a folder (an explicit ``data.root`` is compared)."""
+    return (DEFAULT_PARENT / Params(**params).folder_name()).absolute()
+
+
 def ensure_synthetic(root: str | os.PathLike[str], **params) -> Path:
     """Generate the synthetic set in ``root`` on first use; reuse it when ``manifest.json`` has the same
     parameters; refuse (naming the folder and the differing keys) when it was made with others."""
     root = Path(root)
     wanted = Params(**params).as_json()
     manifest = root / MANIFEST
+    if root.exists() and not root.is_dir():
+        raise OutputFolderError(f"{root} is a file; the synthetic data set needs a folder (data.root)")
     if not manifest.is_file():
         if root.exists() and any(root.iterdir()):
-            raise FileExistsError(
-                f"{root} is not empty and has no {MANIFEST}: not a synthetic data set; refusing to write into it"
+            raise OutputFolderError(
+                f"{root} is not empty and has no {MANIFEST}: not a synthetic data set; refusing to write into it "
+                "(data.root: give an empty or new folder)"
             )
         try:
             return generate(root, **Params(**params).__dict__)
         except FileExistsError:
             if not manifest.is_file():  # another process won the race and is not done: nothing we can reuse
                 raise
-    stored = json.loads(manifest.read_text(encoding="utf-8")).get("params", {})
+    try:
+        stored = json.loads(manifest.read_text(encoding="utf-8")).get("params", {})
+    except (ValueError, AttributeError) as error:
+        raise InputFileError(f"{manifest}: not a synthetic data set manifest ({error}); use another data.root") from error
     differing = sorted(key for key in set(wanted) | set(stored) if wanted.get(key) != stored.get(key))
     if differing:
         details = ", ".join(f"{key}: folder has {stored.get(key)}, requested {wanted.get(key)}" for key in differing)
-        raise ValueError(
+        raise InputFileError(
             f"synthetic data set {root} was generated with different parameters ({details}); "
-            "use another folder or delete this one"
+            "use another data.root or delete this folder"
         )
     return root
 

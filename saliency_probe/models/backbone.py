@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 from saliency_probe.models.layers import LAST, Layer, LayerTable
 from saliency_probe.models.spec import (
     CUSTOM,
@@ -49,8 +50,8 @@ __all__ = [
     "TORCHVISION_VGG16_FILE", "TRUNK_END", "VALID_FINETUNE_LAYERS", "VGG16_CONV_LAYERS", "Architecture",
     "BackboneSpec", "GraphTrunk", "Layer", "LayerTable", "ResNetTrunk", "Trunk", "VGGTrunk", "architecture",
     "build_trunk", "check_weights_available", "describe_state_dict", "is_random_weights", "layer_table",
-    "load_state_dict", "load_vgg16_state_dict", "parse_finetune_layers", "relu_node_name",
-    "trainable_conv_layers", "validate_layers",
+    "load_error_reason", "load_state_dict", "load_vgg16_state_dict", "parse_finetune_layers", "relu_node_name",
+    "torch_file_problem", "trainable_conv_layers", "validate_layers",
 ]
 
 #: conv layer name -> index in ``torchvision.models.vgg16().features``; the in-place ReLU sits at index + 1.
@@ -100,8 +101,9 @@ def relu_node_name(layer: str, backbone: Any = None) -> str:
     return architecture(backbone).layer(layer).node
 
 
-def validate_layers(layers: list[str] | tuple[str, ...], backbone: Any = None) -> list[str]:
-    """Check probe layer names against the table (or the graph); raise with the valid names otherwise."""
+def validate_layers(layers: list[str] | tuple[str, ...], key: str | None = None, backbone: Any = None) -> list[str]:
+    """Check probe layer names against the table (or the graph); raise ``ConfigError`` (naming ``key`` when given,
+    e.g. ``"layers"``) with the valid names otherwise."""
     arch = architecture(backbone)
     unknown = []
     for name in layers:
@@ -110,7 +112,8 @@ def validate_layers(layers: list[str] | tuple[str, ...], backbone: Any = None) -
         except ValueError:
             unknown.append(name)
     if unknown:
-        raise ValueError(arch.unknown_layer_message(unknown))
+        where = f"{key}: " if key else ""
+        raise ConfigError(where + arch.unknown_layer_message(unknown))
     return list(layers)
 
 
@@ -136,6 +139,29 @@ def _torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+#: First bytes of the files ``torch.save`` writes: a zip archive (the default) or a pickle (protocol 2 and up).
+TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def torch_file_problem(path: Path) -> str | None:
+    """Why the existing file ``path`` cannot be a ``torch.save`` file (empty, or other bytes), or None."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "is an empty file"
+    if not head.startswith(TORCH_FILE_MAGIC):
+        return "is not a PyTorch file (neither a zip archive nor a pickle)"
+    return None
+
+
+def load_error_reason(error: BaseException) -> str:
+    """One line on why ``torch.load`` failed: the weights-only unpickler's own reason when it gives one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    specific = [line.removeprefix("WeightsUnpickler error:").strip() for line in lines if "Unsupported" in line]
+    reason = (specific or lines or [type(error).__name__])[0]
+    return reason.split(". Please ")[0]  # the unpickler's advice to allowlist the class is not for users
+
+
 def _is_file_spec(weights: str) -> bool:
     path = Path(os.path.expanduser(str(weights)))
     return path.suffix in STATE_DICT_SUFFIXES or path.exists()
@@ -145,15 +171,27 @@ def _label(spec: BackboneSpec) -> str:
     return "VGG-16" if spec.name == "vgg16" else spec.describe()
 
 
+def _example_file(spec: BackboneSpec) -> str:
+    return f", e.g. {TORCHVISION_VGG16_FILE}" if spec.name == "vgg16" else ""
+
+
+def _check_weights_file(path: Path, spec: BackboneSpec) -> None:
+    """A ``backbone.weights`` file that is absent or a folder fails naming the key and what is expected."""
+    if path.is_dir():
+        raise InputFileError(
+            f"backbone.weights={path} is a folder; expected a {_label(spec)} state_dict file (.pth){_example_file(spec)}"
+        )
+    if not path.is_file():
+        raise MissingInputError(f"backbone.weights: no {_label(spec)} state_dict file at {path}")
+
+
 def check_weights_available(weights: str | None, backbone: Any = None) -> None:
     """Fail at once (before any data work) when ``backbone.weights`` names a file or cache entry that is absent."""
     spec = BackboneSpec.from_config(backbone, weights=weights)
     if spec.weights is None:
         return
     if _is_file_spec(spec.weights):
-        path = Path(os.path.expanduser(spec.weights))
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone.weights: no {_label(spec)} state_dict file at {path}")
+        _check_weights_file(Path(os.path.expanduser(spec.weights)), spec)
         return
     _torchvision_weights(spec)
 
@@ -164,25 +202,25 @@ def _torchvision_weights(spec: BackboneSpec) -> Any:
 
     weights = str(spec.weights)
     if spec.name == CUSTOM:
-        raise ValueError(f"backbone.weights={weights!r}: backbone=custom takes null or a state-dict file of your "
-                         "model (torchvision weight names are for torchvision models)")
+        raise ConfigError(f"backbone.weights={weights!r}: backbone=custom takes null or a state-dict file of your "
+                          "model (torchvision weight names are for torchvision models)")
     enums = get_model_weights(spec.name)
     name = weights.split(".")[-1]
     try:
         enum = enums[name]
     except KeyError:
         valid = ", ".join(w.name for w in enums)
-        raise ValueError(
-            f"backbone.weights={weights!r} is neither a file nor a torchvision {enums.__name__} name ({valid})"
+        raise ConfigError(
+            f"backbone.weights={weights!r} is neither a file nor a torchvision {enums.__name__} name ({valid}); "
+            "null = random initialisation"
         ) from None
     file_name = Path(enum.url).name
     cached = _torch_hub_checkpoint_dir() / file_name
     if not cached.is_file() and os.environ.get("SALIENCY_PROBE_ALLOW_DOWNLOAD", "0") != "1":
-        raise FileNotFoundError(
-            f"pretrained weights {enum} need {file_name}, which is not in {cached.parent} "
-            f"(torchvision's cache, $TORCH_HOME/hub/checkpoints). This machine cannot download it: copy "
-            f"{file_name} there, pass backbone.weights=/path/to/{file_name}, or set "
-            "SALIENCY_PROBE_ALLOW_DOWNLOAD=1 where the network is available."
+        raise MissingInputError(
+            f"backbone.weights={weights}: {file_name} is not in torchvision's cache {cached.parent} "
+            f"($TORCH_HOME/hub/checkpoints); copy it there, pass backbone.weights=/path/to/{file_name}, "
+            "or set SALIENCY_PROBE_ALLOW_DOWNLOAD=1 to download it"
         )
     return enum
 
@@ -196,16 +234,20 @@ def load_state_dict(weights: str, backbone: Any = None) -> dict[str, torch.Tenso
     label = _label(spec)
     path = Path(os.path.expanduser(str(weights)))
     if _is_file_spec(str(weights)):
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone.weights: no {label} state_dict file at {path}")
+        _check_weights_file(path, spec)
+        problem = torch_file_problem(path)
+        if problem:
+            raise InputFileError(f"backbone.weights: {path} {problem}; expected a {label} state_dict file (.pth)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"backbone.weights: {path} is not a loadable {label} state_dict ({error})") from error
+            raise InputFileError(
+                f"backbone.weights: {path} is not a loadable {label} state_dict ({load_error_reason(error)})"
+            ) from error
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
-            raise ValueError(f"backbone.weights: {path} holds a {type(state).__name__}, not a state_dict")
+            raise InputFileError(f"backbone.weights: {path} holds a {type(state).__name__}, not a state_dict")
         return state
     return _torchvision_weights(spec).get_state_dict(progress=False, check_hash=True)
 
@@ -279,7 +321,7 @@ def _load_vgg(trunk: VGGTrunk, state: Mapping[str, torch.Tensor], spec: Backbone
         if key.startswith(("features.", "trunk.features."))
     }
     if not features:
-        raise ValueError(
+        raise InputFileError(
             f"backbone.weights={spec.weights}: no 'features.*' keys found; expected a torchvision {label} "
             f"state_dict{_other_architecture(state, spec)}"
         )
@@ -289,7 +331,8 @@ def _load_vgg(trunk: VGGTrunk, state: Mapping[str, torch.Tensor], spec: Backbone
     wrong = [key for key, value in kept.items() if tuple(value.shape) != tuple(expected[key].shape)]
     if missing or wrong:
         what = f"lacks {missing[:4]}..." if missing else f"has other shapes for {wrong[:4]}"
-        raise ValueError(f"backbone.weights={spec.weights}: {label} state_dict {what}{_other_architecture(state, spec)}")
+        raise InputFileError(
+            f"backbone.weights={spec.weights}: {label} state_dict {what}{_other_architecture(state, spec)}")
     trunk.features.load_state_dict(kept)
 
 
@@ -301,8 +344,8 @@ def _load_module(module: nn.Module, state: Mapping[str, torch.Tensor], spec: Bac
     if missing or wrong:
         what = f"lacks {len(missing)} of its keys ({missing[:3]}...)" if missing else \
             f"has other shapes for {wrong[:3]}"
-        raise ValueError(f"backbone.weights={spec.weights} does not fit {spec.describe()}: the state_dict {what}"
-                         f"{_other_architecture(state, spec)}")
+        raise InputFileError(f"backbone.weights={spec.weights} does not fit {spec.describe()}: the state_dict {what}"
+                             f"{_other_architecture(state, spec)}")
     module.load_state_dict(kept, strict=False)
 
 

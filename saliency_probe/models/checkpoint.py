@@ -14,11 +14,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from saliency_probe.models.backbone import BackboneSpec, Trunk, build_trunk
+from saliency_probe.errors import InputFileError, MissingInputError
+from saliency_probe.models.backbone import (
+    BackboneSpec,
+    Trunk,
+    build_trunk,
+    load_error_reason,
+    torch_file_problem,
+)
 from saliency_probe.models.trunks import SaliencyNetwork
 
 FORMAT_VERSION = 1
 METADATA_KEY = "saliency_probe"
+#: What a checkpoint argument must name (the end of every message about a file that is not one).
+EXPECTED = "expected a .ckpt file written by `python train.py` (e.g. <run>/checkpoints/last.ckpt)"
 
 
 class CheckpointMetadataMixin:
@@ -95,7 +104,7 @@ class LoadedCheckpoint:
         try:
             trunk = build_trunk(None, spec)
         except (ImportError, AttributeError) as error:
-            raise ValueError(
+            raise InputFileError(
                 f"checkpoint {self.path} was trained on {spec.describe()}, which cannot be built here ({error}); "
                 "put the module of backbone._target_ on PYTHONPATH"
             ) from error
@@ -104,7 +113,8 @@ class LoadedCheckpoint:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
         missing = [key for key in missing if not key.endswith("num_batches_tracked")]
         if missing:
-            raise ValueError(f"checkpoint {self.path} lacks trunk weights {missing[:4]}... of {spec.describe()}")
+            raise InputFileError(
+                f"checkpoint {self.path} lacks trunk weights {missing[:4]}... of {spec.describe()}; {EXPECTED}")
         return trunk
 
     def saliency_head(self) -> nn.Conv2d | None:
@@ -124,26 +134,33 @@ class LoadedCheckpoint:
         trunk = self.trunk()
         head = self.saliency_head()
         if head is None and not trunk.has_output:
-            raise ValueError(f"checkpoint {self.path} is a saliency checkpoint without the 1x1 head 'head.weight'")
+            raise InputFileError(f"checkpoint {self.path} is a saliency checkpoint without the 1x1 head 'head.weight'")
         return SaliencyNetwork(trunk, head).eval()
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Load and validate a framework checkpoint safely; errors name the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise InputFileError(f"checkpoint {path} is a folder; {EXPECTED}")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingInputError(f"checkpoint {path} does not exist; {EXPECTED}")
+    problem = torch_file_problem(path)
+    if problem:
+        raise InputFileError(f"checkpoint {path} {problem}; {EXPECTED}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as error:
-        raise ValueError(
+        raise InputFileError(
             f"checkpoint {path} cannot be loaded with torch.load(weights_only=True): it is not a saliency_probe "
-            f"checkpoint or it holds objects that would run code when unpickled ({str(error).splitlines()[0]})"
+            f"checkpoint or it holds objects that would run code when unpickled ({load_error_reason(error)})"
         ) from error
     except Exception as error:  # noqa: BLE001 - any other failure: corrupt or foreign file
-        raise ValueError(f"checkpoint {path} is not a loadable checkpoint ({error})") from error
+        raise InputFileError(
+            f"checkpoint {path} is not a loadable checkpoint ({type(error).__name__}: {load_error_reason(error)}); {EXPECTED}"
+        ) from error
     if not isinstance(payload, dict) or METADATA_KEY not in payload or "state_dict" not in payload:
-        raise ValueError(
+        raise InputFileError(
             f"checkpoint {path} is not a saliency_probe checkpoint (no '{METADATA_KEY}' block or state_dict); "
             "for plain VGG-16 weights use backbone.weights=<file> instead of ckpt"
         )

@@ -17,6 +17,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from saliency_probe.errors import ConfigError
+
 #: Side of the dry-run input from which strides are measured.
 PROBE_INPUT = 224
 #: Names of classifier heads in torchvision models: stage detection stops where they begin.
@@ -184,7 +186,7 @@ class GraphInfo:
         """The :class:`Layer` of a graph node (channels and stride from its dry-run shape)."""
         shape = self.map_shape(node)
         if shape is None:
-            raise ValueError(
+            raise ConfigError(
                 f"node {node!r} outputs {self.shapes.get(node)}, not a (batch, channels, height, width) map; "
                 "only convolutional maps can be probed"
             )
@@ -289,7 +291,7 @@ def table_from_nodes(graph: GraphInfo, nodes: Mapping[str, str] | Sequence[str],
     for name, query in items:
         node = graph.resolve(str(query))
         if node is None:
-            raise ValueError(unknown_node_message(backbone, str(query), graph))
+            raise ConfigError(unknown_node_message(backbone, str(query), graph))
         layers.append(graph.layer(str(name), node))
     layers.sort(key=lambda layer: graph.position[layer.node])
     return [Layer(layer.name, layer.node, layer.channels, layer.stride, stage)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from saliency_probe.errors import ConfigError
+
 #: The backbones with a file in ``conf/backbone`` (besides ``torchvision`` and ``custom``).
 NAMED_BACKBONES: tuple[str, ...] = ("vgg16", "vgg19", "resnet18", "resnet50")
 #: Keys of the ``backbone`` group that the framework reads; with ``custom`` every other key goes to the builder.
@@ -43,7 +45,7 @@ def family(name: str) -> str:
         return "resnet"
     if name in torchvision_classification_models():
         return "torchvision"
-    raise ValueError(unknown_backbone_message(name))
+    raise ConfigError(unknown_backbone_message(name))
 
 
 def unknown_backbone_message(name: str) -> str:
@@ -109,17 +111,17 @@ class BackboneSpec:
                 values = dict(_plain(config))
             name = str(values.pop("name", None) or "vgg16").strip()
             if name == "???":
-                raise ValueError("backbone=torchvision needs backbone.name=<a torchvision classification model>: "
+                raise ConfigError("backbone=torchvision needs backbone.name=<a torchvision classification model>: "
                                  + ", ".join(torchvision_classification_models()))
             values = {key: (None if value == "???" and key != "_target_" else value) for key, value in values.items()}
             extra = {key: values.pop(key) for key in list(values) if key not in RESERVED_KEYS}
             if extra and name != CUSTOM:
-                raise ValueError(
+                raise ConfigError(
                     f"backbone={name} takes the keys {', '.join(RESERVED_KEYS)}; {sorted(extra)} are for "
                     "backbone=custom (the builder's _target_ and its arguments)"
                 )
             if name == CUSTOM and extra.get("_target_") in (None, "", "???"):
-                raise ValueError(
+                raise ConfigError(
                     "backbone=custom needs backbone._target_ (the import path of a function or class that builds "
                     "your nn.Module) and backbone.layers (its nodes); see docs/backbones.md"
                 )
@@ -135,19 +137,19 @@ class BackboneSpec:
         if weights != "__keep__":
             spec = replace(spec, weights=_weights_value(weights))
         if family(spec.name) in ("vgg", "resnet") and spec.layers:  # unknown names fail here, listing the valid ones
-            raise ValueError(
+            raise ConfigError(
                 f"backbone.layers is for torchvision models and custom backbones; {spec.name} has a fixed layer table "
                 f"(`python -m saliency_probe.models.backbone {spec.name}`); probe.py takes any of its graph nodes "
                 "in layers=[...]"
             )
         if spec.name == CUSTOM and not spec.layers:
-            raise ValueError(
+            raise ConfigError(
                 "backbone=custom needs backbone.layers: the graph nodes of your model to probe (a list, or a "
                 "{name: node} mapping), e.g. backbone.layers=[encoder.1,encoder.3]; "
                 "`python -m saliency_probe.models.backbone custom backbone._target_=...` lists the nodes"
             )
         if spec.output is not None and spec.name != CUSTOM:
-            raise ValueError(f"backbone.output is for backbone=custom; {spec.name} is scored through its 1x1 head")
+            raise ConfigError(f"backbone.output is for backbone=custom; {spec.name} is scored through its 1x1 head")
         return spec
 
     @property

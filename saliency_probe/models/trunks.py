@@ -24,6 +24,7 @@ from torch import nn
 from torchvision.models import get_model
 from torchvision.models.vgg import cfgs, make_layers
 
+from saliency_probe.errors import ConfigError
 from saliency_probe.models.layers import (
     LAST,
     GraphInfo,
@@ -167,7 +168,7 @@ class Trunk(nn.Module):
 
     def saliency(self, images: torch.Tensor) -> torch.Tensor:
         """The model's own saliency map ``(B, 1, h, w)`` (``backbone.output``)."""
-        raise ValueError(f"backbone {self.spec.describe()} has no backbone.output: its saliency map is the 1x1 head's")
+        raise ConfigError(f"backbone {self.spec.describe()} has no backbone.output: its saliency map is the 1x1 head's")
 
 
 class _FullView(nn.Module):
@@ -293,7 +294,7 @@ def build_model(spec: BackboneSpec) -> nn.Module:
 
         model = instantiate(dict(spec.builder), _convert_="all")
         if not isinstance(model, nn.Module):
-            raise TypeError(f"backbone._target_={spec.builder.get('_target_')} built a {type(model).__name__}, "
+            raise ConfigError(f"backbone._target_={spec.builder.get('_target_')} built a {type(model).__name__}, "
                             "not a torch.nn.Module")
         return model
     return get_model(spec.name, weights=None)
@@ -358,7 +359,7 @@ def as_saliency_map(out: Any, output: str) -> torch.Tensor:
         out = out[0]
     if not isinstance(out, torch.Tensor) or out.dim() not in (3, 4) or (out.dim() == 4 and out.shape[1] != 1):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"backbone.output={output} gives {shape}; a saliency map must be (B, h, w) or (B, 1, h, w)")
+        raise ConfigError(f"backbone.output={output} gives {shape}; a saliency map must be (B, h, w) or (B, 1, h, w)")
     return out if out.dim() == 4 else out.unsqueeze(1)
 
 
@@ -426,7 +427,7 @@ class Architecture:
                 layers = tuple(stage_layers(self._graph))
                 kind = "stages"
             if not layers:
-                raise ValueError(f"{spec.describe()}: no convolutional stage found; name its nodes with "
+                raise ConfigError(f"{spec.describe()}: no convolutional stage found; name its nodes with "
                                  "backbone.layers=[...]")
             self.table = LayerTable(spec.name, layers, tuple(layer.name for layer in layers), kind, len(layers),
                                     self._head_name(layers))
@@ -439,14 +440,14 @@ class Architecture:
         name = str(self.spec.head_layer)
         if any(layer.name == name for layer in layers) or (self.family == "resnet" and name in RESNET_STAGES):
             return name
-        raise ValueError(f"backbone.head_layer={name!r} is not a layer of {self.spec.describe()}; "
+        raise ConfigError(f"backbone.head_layer={name!r} is not a layer of {self.spec.describe()}; "
                          f"valid layers are {[layer.name for layer in layers]}")
 
     def _check_output(self, model: nn.Module) -> None:
         output = str(self.spec.output)
         attribute = getattr(model, output, None)
         if self.output_node() is None and not (callable(attribute) and not isinstance(attribute, nn.Module)):
-            raise ValueError(f"backbone.output={output!r} is neither a node nor a method of "
+            raise ConfigError(f"backbone.output={output!r} is neither a node nor a method of "
                              f"{self.spec.describe()}; {unknown_node_message(self.spec.describe(), output, self.graph())}")
 
     # --- graph ---------------------------------------------------------------------------------------------
@@ -493,22 +494,24 @@ class Architecture:
         graph = self.graph()
         node = graph.resolve(str(name))
         if node is None:
-            raise ValueError(self.unknown_layer_message([str(name)]))
+            raise ConfigError(self.unknown_layer_message([str(name)]))
         return graph.layer(str(name), node, stage=0)
 
     def unknown_layer_message(self, names: Sequence[str]) -> str:
         valid = self.table.names + list(self.table.aliases)
         if self.spec.name == "vgg16" and all(n not in valid for n in names):
-            return f"unknown VGG-16 layer(s) {list(names)}; valid layers are {self.table.names}"
-        return (f"unknown layer(s) {list(names)} for {self.spec.describe()}; valid layers are {valid}, "
+            return f"unknown VGG-16 layer(s) {list(names)}; valid layers are {', '.join(self.table.names)}"
+        return (f"unknown layer(s) {list(names)} for {self.spec.describe()}; valid layers are {', '.join(valid)}, "
                 f"'{LAST}' (the head's layer, {self.table.head}) or any node of its graph "
                 f"(`python -m saliency_probe.models.backbone {self.spec.name} --nodes` lists them)")
 
-    def ordered(self, names: Sequence[str] | None) -> list[str]:
-        """Validated, de-duplicated probe layers in network order; None: the default (the last two stages)."""
+    def ordered(self, names: Sequence[str] | None, key: str | None = None) -> list[str]:
+        """Validated, de-duplicated probe layers in network order; None: the default (the last two stages).
+        Errors name ``key`` (``layers``) when given."""
         requested = list(dict.fromkeys(str(n) for n in (names if names is not None else self.table.default_layers())))
+        where = f"{key}: " if key else ""
         if not requested:
-            raise ValueError(f"no layers to probe: give at least one of {self.table.names}")
+            raise ConfigError(f"{key or 'layers'} is empty: give at least one of {', '.join(self.table.names)}")
         resolved: dict[str, Layer] = {}
         unknown = []
         for name in requested:
@@ -519,7 +522,7 @@ class Architecture:
                     raise
                 unknown.append(name)
         if unknown:
-            raise ValueError(self.unknown_layer_message(unknown))
+            raise ConfigError(where + self.unknown_layer_message(unknown))
         if LAST in resolved:  # ``last`` reads as the head layer's own name
             resolved = {(self.table.head if name == LAST else name): layer for name, layer in resolved.items()}
         order = {layer.name: index for index, layer in enumerate(self.table.layers)}
@@ -539,10 +542,10 @@ class Architecture:
         if text not in table.valid_finetune():
             units = table.finetune_units()
             if self.spec.name == "vgg16":
-                raise ValueError(
+                raise ConfigError(
                     f"finetune.layers={value!r} is not valid; choose one of {', '.join(table.valid_finetune())} "
                     "(the number of conv layers counted back from conv5_3 that are fine-tuned; 'all' = all 13)")
-            raise ValueError(
+            raise ConfigError(
                 f"finetune.layers={value!r} is not valid: {self.spec.describe()} has {table.max_finetune} "
                 f"{table.unit_kind}: 0..{table.max_finetune} or all ({table.unit_kind} counted back from "
                 f"{units[-1]}; 'all' = the whole trunk)")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from saliency_probe.errors import ConfigError
 from saliency_probe.models.backbone import OUTPUT_KEY, Architecture, Layer, Trunk, architecture
 
 
@@ -24,10 +25,15 @@ def trunk_architecture(trunk: nn.Module) -> Architecture:
     return trunk.architecture if isinstance(trunk, Trunk) else architecture("vgg16")
 
 
-def ordered_layers(layers: Sequence[str] | None, backbone: object = None) -> list[str]:
+def ordered_layers(layers: Sequence[str] | None, key: str | None = None, backbone: object = None) -> list[str]:
     """Validated, de-duplicated layer names in network order (conv1_1 first); None: the backbone's default
-    layers (the last two stages; VGG-16: conv4_1..conv5_3). ``backbone``: a config, spec or name (VGG-16)."""
-    return architecture(backbone).ordered(None if layers is None else [str(name) for name in layers])
+    layers (the last two stages; VGG-16: conv4_1..conv5_3). Errors name ``key``; ``backbone``: a config, spec or
+    name (VGG-16)."""
+    if layers is not None and not list(layers):
+        arch = architecture(backbone)
+        raise ConfigError(f"{key or 'layers'} is empty: give at least one of the {arch.spec.describe()} layers "
+                          f"({', '.join(arch.table.names)}), e.g. layers=[{arch.table.head}]; null = the default")
+    return architecture(backbone).ordered(None if layers is None else [str(name) for name in layers], key=key)
 
 
 class LayerActivations(nn.Module):

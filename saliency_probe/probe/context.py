@@ -105,6 +105,10 @@ class ProbeContext:
             self._datamodules[key] = datamodule
         return self._datamodules[key]
 
+    def data_summaries(self) -> dict[str, dict[str, Any]]:
+        """What each data module read (``summary()``: images, clipped fixations, left-out and skipped images)."""
+        return {key: module.summary() for key, module in self._datamodules.items() if hasattr(module, "summary")}
+
     def dataset(self, datamodule: pl.LightningDataModule | None = None) -> Dataset:
         """The predict data set of ``datamodule`` (default: the ``data`` group's)."""
         datamodule = datamodule if datamodule is not None else self.datamodule()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from saliency_probe.errors import InputFileError
 from saliency_probe.io_utils import atomic_path, safe_name, write_json
 
 MANIFEST = "manifest.json"
@@ -58,9 +59,15 @@ class MapCache:
         path = self.path(stem)
         if not path.is_file():
             return None
-        saliency = np.load(path, allow_pickle=False)
+        try:
+            saliency = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise InputFileError(
+                f"{path}: not a readable cached map ({error}); delete {self.folder} or set benchmark.cache to "
+                "another folder"
+            ) from error
         if saliency.shape != tuple(shape):
-            raise ValueError(
+            raise InputFileError(
                 f"{path}: cached map is {saliency.shape} but image {stem} is {tuple(shape)}; the cache belongs to "
                 f"other data: delete {self.folder} or set benchmark.cache to another folder"
             )

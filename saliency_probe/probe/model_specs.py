@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from saliency_probe.classical import CLASSICAL_MODELS, build_classical
 from saliency_probe.data.images import load_rgb, to_model_input
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 from saliency_probe.models.backbone import BackboneSpec, build_trunk
 from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.models.trunks import SaliencyNetwork
@@ -72,16 +73,19 @@ class FolderMapModel(MapModel):
         candidates = [self.folder / f"{stem}{suffix}" for suffix in MAP_SUFFIXES]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"maps:{self.folder} has no map for image {stem!r} (looked for {stem}.png/.jpg/.npy ...)"
             )
         if path.suffix == ".npy":
-            saliency = np.load(path, allow_pickle=False).astype(np.float32)
+            try:
+                saliency = np.load(path, allow_pickle=False).astype(np.float32)
+            except (OSError, ValueError, TypeError) as error:
+                raise InputFileError(f"{path}: not a readable .npy saliency map ({error})") from error
         else:
             image = load_rgb(path)
             saliency = image.astype(np.float32).mean(axis=2)
         if saliency.ndim != 2:
-            raise ValueError(f"{path}: expected a 2-D saliency map, got shape {saliency.shape}")
+            raise InputFileError(f"{path}: expected a 2-D saliency map, got shape {saliency.shape}")
         if saliency.shape != rgb.shape[:2]:
             tensor = torch.from_numpy(saliency)[None, None]
             saliency = F.interpolate(tensor, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy()
@@ -92,7 +96,7 @@ def _checkpoint_network(path: str) -> tuple[torch.nn.Module, str]:
     checkpoint = load_checkpoint(path)
     network = checkpoint.saliency_network()
     if network is None:
-        raise ValueError(f"ckpt:{path} is a {checkpoint.task} checkpoint; a saliency checkpoint is needed for maps")
+        raise InputFileError(f"ckpt:{path} is a {checkpoint.task} checkpoint; a saliency checkpoint is needed for maps")
     return network, checkpoint.run_name
 
 
@@ -100,7 +104,7 @@ def model_network(backbone: object) -> tuple[torch.nn.Module, BackboneSpec]:
     """The configured backbone's own saliency map (``backbone=custom`` with ``backbone.output``) with its weights."""
     spec = BackboneSpec.from_config(backbone)
     if spec.output is None:
-        raise ValueError(
+        raise ConfigError(
             f"model:<name> scores the configured backbone's own saliency map; backbone {spec.describe()} has none: "
             "use backbone=custom with backbone.output=<node or method> (docs/backbones.md), or ckpt:<path> for a "
             "trained checkpoint"
@@ -126,13 +130,15 @@ def resolve_model(spec: str, image_size: int = 224, classical_params: dict[str, 
                                   network=network, image_size=image_size)
     if spec.startswith("maps:"):
         folder = Path(spec[len("maps:") :]).expanduser()
+        if folder.is_file():
+            raise InputFileError(f"{spec}: {folder} is a file; expected a folder with one saliency map per image")
         if not folder.is_dir():
-            raise FileNotFoundError(f"{spec}: no folder {folder} (expected one saliency map per image, named like it)")
+            raise MissingInputError(f"{spec}: no folder {folder} (expected one saliency map per image, named like it)")
         return FolderMapModel(name=f"maps:{folder.name}", kind="maps", params={"folder": str(folder)}, folder=folder)
     if spec in CLASSICAL_MODELS:
         model = build_classical(spec, **((classical_params or {}).get(spec) or {}))
         return ClassicalMapModel(name=spec, kind="classical", params=model.params(), model=model)
-    raise ValueError(
+    raise ConfigError(
         f"unknown model {spec!r}: use one of {sorted(CLASSICAL_MODELS)}, ckpt:<checkpoint path>, maps:<folder> or "
         "model:<name> (the configured backbone=custom model's own output)"
     )

@@ -16,12 +16,34 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import II, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from saliency_probe.errors import ConfigError
+
 __all__ = [
     "ControlsOptions", "FiguresOptions", "OutputOptions", "SceneAttentionOptions", "PopoutOptions",
     "BenchmarkOptions", "SECTIONS", "read_options", "register_configs",
 ]
 
 SCENE_SPLITS = ("val", "train", "all")
+#: The benchmark's metrics, in table order (``benchmark.metrics`` takes any subset).
+BENCHMARK_METRICS = ("nss", "cc", "kld", "sim", "auc_judd", "auc_shuffled")
+#: The benchmark's reference models besides the saliency models (its lower and upper bars).
+BENCHMARK_BASELINES = ("center_bias", "inter_observer")
+MODEL_PREFIXES = ("ckpt:", "maps:", "model:")
+
+
+def check_model_names(key: str, specs: list[str], baselines: tuple[str, ...] = ()) -> None:
+    """Refuse a model name that no analysis can build: ``baselines``, a classical name, ``ckpt:<path>``,
+    ``maps:<folder>`` or ``model:<name>`` (the files are checked when the models are built)."""
+    from saliency_probe.classical import CLASSICAL_MODELS  # the registry, filled by importing the models
+
+    known = [*baselines, *sorted(CLASSICAL_MODELS)]
+    unknown = [spec for spec in specs if spec not in known and not spec.startswith(MODEL_PREFIXES)]
+    if unknown:
+        also = f" (and {unknown[1:]})" if len(unknown) > 1 else ""
+        raise ConfigError(
+            f"{key}: unknown model {unknown[0]!r}{also}; expected any of {', '.join(known)}, ckpt:<checkpoint path>, "
+            "maps:<folder of maps> or model:<name> (the configured backbone=custom model's own output)"
+        )
 
 
 @dataclass
@@ -48,7 +70,7 @@ class FiguresOptions:
 
     def __post_init__(self) -> None:
         if self.search_images < 1:
-            raise ValueError(f"figures.search_images must be >= 1, got {self.search_images}")
+            raise ConfigError(f"figures.search_images={self.search_images}: expected an integer >= 1")
 
 
 @dataclass
@@ -63,8 +85,10 @@ class OutputOptions:
     model: str | None = None
 
     def __post_init__(self) -> None:
-        if self.gt_sigma < 0 or not 0 < self.alpha < 1:
-            raise ValueError(f"output: need gt_sigma >= 0 and 0 < alpha < 1, got {self.gt_sigma}, {self.alpha}")
+        if self.gt_sigma < 0:
+            raise ConfigError(f"output.gt_sigma={self.gt_sigma}: need gt_sigma >= 0 and 0 < alpha < 1 (gt_sigma in pixels)")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"output.alpha={self.alpha}: need gt_sigma >= 0 and 0 < alpha < 1 (a significance level)")
 
 
 @dataclass
@@ -83,12 +107,13 @@ class SceneAttentionOptions:
 
     def __post_init__(self) -> None:
         if self.split not in SCENE_SPLITS:
-            raise ValueError(f"scene_attention.split must be one of {list(SCENE_SPLITS)}, got {self.split!r}")
-        if not 0 < self.confidence < 1 or self.n_resamples < 1:
-            raise ValueError(
-                f"scene_attention: need 0 < confidence < 1 and n_resamples >= 1, got {self.confidence}, "
-                f"{self.n_resamples}"
-            )
+            raise ConfigError(f"scene_attention.split must be one of {list(SCENE_SPLITS)}, got {self.split!r}")
+        if not 0 < self.confidence < 1:
+            raise ConfigError(f"scene_attention.confidence={self.confidence}: need 0 < confidence < 1")
+        if self.n_resamples < 1:
+            raise ConfigError(f"scene_attention.n_resamples={self.n_resamples}: need n_resamples >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"scene_attention.batch_size={self.batch_size}: expected an integer >= 1 or null")
 
 
 @dataclass
@@ -120,28 +145,31 @@ class PopoutOptions:
         if isinstance(self.models, str):
             self.models = [self.models]
         self.models = [str(model) for model in self.models or []]
-        if not (self.inhibition == "item" or (isinstance(self.inhibition, int) and self.inhibition > 0)):
-            raise ValueError(
-                f"popout.inhibition must be 'item' or a positive box side in pixels, got {self.inhibition!r}"
-            )
-        if self.max_fixations < 1 or self.jitter < 0 or self.image_size < 32:
-            raise ValueError(
-                f"popout: need max_fixations >= 1, jitter >= 0 and image_size >= 32; got {self.max_fixations}, "
-                f"{self.jitter}, {self.image_size}"
-            )
+        inhibition = self.inhibition
+        if not (inhibition == "item" or (isinstance(inhibition, int) and not isinstance(inhibition, bool) and inhibition > 0)):
+            raise ConfigError(f"popout.inhibition={inhibition!r}: expected 'item' or a positive box side in pixels")
+        if self.max_fixations < 1:
+            raise ConfigError(f"popout.max_fixations={self.max_fixations}: expected an integer >= 1")
+        if self.jitter < 0:
+            raise ConfigError(f"popout.jitter={self.jitter}: expected a number >= 0")
+        if self.image_size < 32:
+            raise ConfigError(f"popout.image_size={self.image_size}: expected an integer >= 32 (the trunk's smallest input)")
+        if self.examples < 0:
+            raise ConfigError(f"popout.examples={self.examples}: expected an integer >= 0")
         self.classical = {str(k): dict(v or {}) for k, v in (self.classical or {}).items()}
+        check_model_names("popout.models", self.models)
 
 
 @dataclass
 class BenchmarkOptions:
     """``benchmark``: every model scored on the human fixations of ``data`` (docs/benchmark.md)."""
 
-    #: center_bias, inter_observer, classical names, ckpt:<checkpoint path>, maps:<folder of maps>.
+    #: center_bias, inter_observer, classical names, ckpt:<checkpoint path>, maps:<folder of maps>, model:<name>.
     models: list[str] = field(
         default_factory=lambda: ["center_bias", "inter_observer", "bms", "gbvs", "itti", "spectral_residual"]
     )
     #: Any subset of nss, cc, kld, sim, auc_judd, auc_shuffled (the tables keep this order).
-    metrics: list[str] = field(default_factory=lambda: ["nss", "cc", "kld", "sim", "auc_judd", "auc_shuffled"])
+    metrics: list[str] = field(default_factory=lambda: list(BENCHMARK_METRICS))
     #: Ground-truth blur (pixels): about one degree of visual angle, 24 px for OSIE's 800x600 images.
     gt_sigma: float = 24.0
     #: Folder of cached model maps (reused across runs); null = <run folder>/map_cache, false = no cache.
@@ -158,13 +186,24 @@ class BenchmarkOptions:
     def __post_init__(self) -> None:
         self.models = [str(spec).strip() for spec in self.models or []]
         if not self.models:
-            raise ValueError("benchmark.models is empty: name at least one model, e.g. [center_bias, bms]")
+            raise ConfigError("benchmark.models is empty: name at least one model, e.g. [center_bias, bms]")
+        check_model_names("benchmark.models", self.models, BENCHMARK_BASELINES)
+        unknown = [metric for metric in self.metrics or [] if metric not in BENCHMARK_METRICS]
+        if unknown or not self.metrics:
+            raise ConfigError(
+                f"benchmark.metrics={list(self.metrics or [])}: unknown or none; expected a non-empty subset of "
+                f"{', '.join(BENCHMARK_METRICS)}"
+            )
         if not self.gt_sigma > 0:
-            raise ValueError(f"benchmark.gt_sigma must be > 0 pixels, got {self.gt_sigma}")
+            raise ConfigError(f"benchmark.gt_sigma={self.gt_sigma}: expected a number > 0 (pixels)")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"benchmark.limit must be >= 1 or null, got {self.limit}")
+            raise ConfigError(f"benchmark.limit={self.limit}: expected an integer >= 1 or null")
         self.num_workers = int(self.num_workers or 0)
         self.figure_images = int(self.figure_images or 0)
+        if self.num_workers < 0:
+            raise ConfigError(f"benchmark.num_workers={self.num_workers}: expected an integer >= 0")
+        if self.figure_images < 0:
+            raise ConfigError(f"benchmark.figure_images={self.figure_images}: expected an integer >= 0")
         self.classical = {str(k): dict(v or {}) for k, v in (self.classical or {}).items()}
 
 
@@ -185,7 +224,7 @@ def read_options(cfg: DictConfig | dict[str, Any], key: str, cls: type[Options])
     """The ``cfg[key]`` section as a checked ``cls`` instance (absent keys take the defaults).
 
     ``${seed}`` in a default resolves against ``cfg.seed``. A value of the wrong type or an unknown key raises
-    ``ValueError`` naming ``key``.
+    ``ConfigError`` (a ``ValueError``) naming ``key``.
     """
     section = cfg.get(key) if cfg is not None else None
     if OmegaConf.is_config(section):
@@ -200,7 +239,8 @@ def read_options(cfg: DictConfig | dict[str, Any], key: str, cls: type[Options])
         return OmegaConf.to_object(root[key])  # type: ignore[return-value]
     except OmegaConfBaseException as error:
         where = getattr(error, "full_key", None) or key
-        raise ValueError(f"{where}: {str(error).splitlines()[0]}") from error
+        lines = str(error).strip().splitlines()
+        raise ConfigError(f"{where}: {lines[0] if lines else type(error).__name__}") from error
 
 
 def register_configs() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 from saliency_probe.models.backbone import BackboneSpec, Trunk, build_trunk, is_random_weights
 from saliency_probe.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
@@ -113,7 +114,7 @@ def checkpoint_source(
     """Validate a checkpoint (safe load, ours, has trunk weights) and describe it."""
     loaded = load_checkpoint(Path(path).expanduser())
     if not any(key.startswith("trunk.") for key in loaded.state_dict):
-        raise ValueError(
+        raise InputFileError(
             f"checkpoint {loaded.path} has no trunk weights (keys 'trunk.*'); "
             "expected a checkpoint written by `python train.py`"
         )
@@ -123,6 +124,7 @@ def checkpoint_source(
         "finetune_layers": str(loaded.metadata.get("finetune_layers")),
         "checkpoint": str(loaded.path.resolve()),
         "backbone": spec.name,
+        "trained_image_size": ((loaded.metadata.get("config") or {}).get("data") or {}).get("image_size"),
         **(info or {}),
     }
     return TrunkSource(name=name or loaded.run_name, kind="checkpoint", path=loaded.path, info=details,
@@ -136,11 +138,13 @@ def _job_number(folder: Path) -> tuple[int, str]:
 def sweep_jobs(sweep: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     """``(job folder, summary)`` of every job of a training multirun folder, sorted by job number."""
     root = Path(sweep).expanduser()
+    if root.is_file():
+        raise InputFileError(f"sweep={root} is a file; expected a training multirun folder: {SWEEP_LAYOUT}")
     if not root.is_dir():
-        raise FileNotFoundError(f"sweep folder not found: {root}; expected {SWEEP_LAYOUT}")
+        raise MissingInputError(f"sweep folder not found: {root}; expected {SWEEP_LAYOUT}")
     files = sorted(root.glob("*/summary.json")) or sorted(root.rglob("summary.json"))
     if not files:
-        raise FileNotFoundError(f"no summary.json under {root}; expected {SWEEP_LAYOUT}")
+        raise MissingInputError(f"no summary.json under {root} (sweep); expected {SWEEP_LAYOUT}")
     missing = [
         p.name
         for p in root.iterdir()
@@ -156,10 +160,10 @@ def sweep_jobs(sweep: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     for file in sorted(files, key=lambda f: _job_number(f.parent)):
         try:
             summary = json.loads(file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{file}: not valid JSON ({error}); expected a training summary.json") from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputFileError(f"{file}: not valid JSON ({error}); expected a training summary.json") from error
         if not isinstance(summary, dict):
-            raise ValueError(f"{file}: expected a JSON object (a training summary.json)")
+            raise InputFileError(f"{file}: expected a JSON object (a training summary.json)")
         jobs.append((file.parent, summary))
     return jobs
 
@@ -176,7 +180,7 @@ def _job_checkpoint(job: Path, summary: dict[str, Any]) -> Path:
         moved = job / "checkpoints" / path.name
         if moved.is_file():
             return moved
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"{job / 'summary.json'}: neither best_checkpoint ({summary.get('best_checkpoint')}) nor "
         f"last_checkpoint ({summary.get('last_checkpoint')}) exists"
     )
@@ -250,12 +254,12 @@ def run_backbone(
     first = checkpoints[0]
     for other in checkpoints[1:]:
         if other.spec.architecture_key() != first.spec.architecture_key():
-            raise ValueError(
+            raise ConfigError(
                 f"checkpoints {first.path} ({first.spec.describe()}) and {other.path} ({other.spec.describe()}) "
                 "were trained on different backbones; probe each backbone in its own run"
             )
     if explicit and first.spec.architecture_key() != config.architecture_key():
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {first.path} was trained on backbone {first.spec.describe()}, but backbone="
             f"{config.describe()} was given: drop backbone= (probe.py rebuilds the checkpoint's backbone) or "
             f"probe {config.describe()} checkpoints"
@@ -308,7 +312,7 @@ def resolve_sources(
     if names:
         labels = [str(name) for name in names]
         if len(labels) != len(sources):
-            raise ValueError(
+            raise ConfigError(
                 f"names={labels} gives {len(labels)} name(s) for {len(sources)} model(s) "
                 f"({[source.name for source in sources]}, in this order)"
             )

@@ -10,6 +10,8 @@ TABLES_DIR = "tables"
 FIGURES_DIR = "figures"
 SUMMARY = "probe_summary.json"
 REPORT = "report.md"
+#: The files a run produced (saliency_probe/run_folder.py writes it at the end of every run).
+MANIFEST = "manifest.json"
 
 # inner representations (Eq. 1, Section 4.3; Tables 2, 3, 7; Figs. 3, 4)
 INNER_CSV = "inner_representation.csv"

@@ -266,14 +266,31 @@ def popout_section(run: Path, paper_values_shown: bool = True) -> list[str]:
     return (["## Pop-out search arrays (Section 7, Tables 4-6)", "", *lines]) if lines else []
 
 
-def files_section(run: Path) -> list[str]:
+def run_files(run: Path, produced: Sequence[str | Path] | None = None) -> list[Path]:
+    """The run's own tables and figures: ``produced`` (what its analyses wrote), else the files of its
+    ``manifest.json``, else what ``tables/`` and ``figures/`` hold."""
+    if produced is None:
+        manifest = run / files.MANIFEST
+        if manifest.is_file():
+            produced = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    if produced is None:
+        found = [p for folder in (files.TABLES_DIR, files.FIGURES_DIR) for p in (run / folder).glob("*")]
+    else:
+        found = [Path(p) if Path(p).is_absolute() else run / p for p in produced]
+    inside = {files.TABLES_DIR, files.FIGURES_DIR}
+    return sorted({p for p in found if p.is_file() and not p.name.startswith(".")
+                   and p.resolve().parent.name in inside and p.resolve().parent.parent == run.resolve()})
+
+
+def files_section(run: Path, produced: Sequence[str | Path] | None = None) -> list[str]:
     """Every table and figure of the run with its line; figures embedded."""
     lines = ["## All files of this run", ""]
-    tables = sorted(p for p in (run / files.TABLES_DIR).glob("*") if p.is_file() and not p.name.startswith("."))
+    own = run_files(run, produced)
+    tables = [p for p in own if p.parent.name == files.TABLES_DIR]
     for path in tables:
         relative = path.relative_to(run).as_posix()
         lines.append(f"- [`{relative}`]({relative}): {describe(relative)}")
-    figures = sorted(p for p in (run / files.FIGURES_DIR).glob("*.png") if not p.name.startswith("."))
+    figures = [p for p in own if p.parent.name == files.FIGURES_DIR and p.suffix == ".png"]
     if figures:
         lines += ["", "### Figures", ""]
         for path in figures:
@@ -296,8 +313,67 @@ def models_section(models: Sequence[Mapping[str, Any]]) -> list[str]:
             ""]
 
 
-def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> str:
-    """The report's Markdown text for the run folder (models from ``probe_summary.json`` when not given)."""
+# ------------------------------------------------------------------------------------------------------------
+# regions built from fixations (saliency_probe.data.regions; docs/regions.md)
+# ------------------------------------------------------------------------------------------------------------
+
+#: The build record the region builder writes beside a region set.
+REGIONS_RECORD = "regions.json"
+
+
+def built_regions(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per data module of ``probe_summary.json``, how its regions were built: the module's own
+    ``built_regions``, else the ``regions.json`` beside its ``regions_root`` (a built set read as OSIE-SR)."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, info in (summary.get("data") or {}).items():
+        if not isinstance(info, Mapping):
+            continue
+        if isinstance(info.get("built_regions"), Mapping):
+            found[key] = dict(info["built_regions"])
+            continue
+        record = Path(str(info.get("regions_root", ""))) / REGIONS_RECORD
+        if info.get("regions_root") and record.is_file():
+            data = json.loads(record.read_text(encoding="utf-8"))
+            inputs = data.get("inputs", {})
+            settings, mapping = inputs.get("settings", {}), inputs.get("mapping")
+            found[key] = {"kind": data.get("kind"), "method": settings.get("method"),
+                          "bandwidth": settings.get("bandwidth"), "min_observers": settings.get("min_observers"),
+                          "dilation": settings.get("dilation_in_force"), "annotations": inputs.get("annotations"),
+                          "mapping": mapping.get("path") if mapping else None,
+                          "person_split": bool(mapping and mapping.get("person_split")),
+                          "images": data.get("images"), "regions": data.get("regions"),
+                          "images_without_regions": len(data.get("images_without_regions", [])),
+                          "unmapped": {k: v.get("regions") for k, v in data.get("unmapped", {}).items()}}
+    return found
+
+
+def regions_section(summary: Mapping[str, Any]) -> list[str]:
+    """States that the regions were built automatically from fixations, and how (nothing for OSIE-SR)."""
+    lines: list[str] = []
+    for key, build in built_regions(summary).items():
+        how = (f"{build.get('method')} clustering of all observers' fixations (bandwidth {build.get('bandwidth')} px; "
+               f"a cluster counts when at least {build.get('min_observers')} observers fixated it)")
+        annotations = build.get("annotations")
+        if annotations:
+            shape = (f"each region is the {annotations.get('format')} instance under most of its cluster's fixations "
+                     f"(`{annotations.get('path')}`), its category from the table `{build.get('mapping')}`"
+                     + ("; persons split into head and part by keypoints" if build.get("person_split") else ""))
+        else:
+            shape = (f"each region is its cluster's blob (hull dilated by {build.get('dilation')} px), "
+                     "category `salient region`")
+        unmapped = build.get("unmapped") or {}
+        left = f"; unmapped classes left out: {dict(unmapped)}" if unmapped else ""
+        lines += [f"- `{key}`: the regions were **built automatically** from fixations by "
+                  f"`saliency_probe.data.regions` (docs/regions.md), not annotated by hand as OSIE-SR: {how}; "
+                  f"{shape}. {build.get('regions')} regions in {build.get('images')} images "
+                  f"({build.get('images_without_regions')} without a region){left}."]
+    return ["## Salient regions", "", *lines, ""] if lines else []
+
+
+def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None,
+                 produced: Sequence[str | Path] | None = None) -> str:
+    """The report's Markdown text for the run folder (models from ``probe_summary.json`` when not given; the
+    files listed are the run's own, see :func:`run_files`)."""
     run = Path(run_dir)
     summary_path = run / files.SUMMARY
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
@@ -313,15 +389,19 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
     vgg16 = str(summary.get("backbone") or "vgg16") == "vgg16"  # paper values only beside VGG-16 rows
     if not vgg16:
         lines += [f"Backbone {summary['backbone']}: the paper measured VGG-16 only, so no paper value is shown.", ""]
-    for section in (models_section(models), inner_section(run, models), output_section(run, vgg16),
-                    scene_section(run, vgg16), popout_section(run, vgg16), files_section(run)):
+    notes = [f"- {note}" for note in summary.get("notes", [])]
+    conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
+    for section in (models_section(models), conditions, regions_section(summary), inner_section(run, models),
+                    output_section(run, vgg16), scene_section(run, vgg16), popout_section(run, vgg16),
+                    files_section(run, produced)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None) -> Path:
+def write_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None = None,
+                 produced: Sequence[str | Path] | None = None) -> Path:
     """Write ``<run_dir>/report.md`` atomically and return its path."""
-    return write_text(Path(run_dir) / files.REPORT, build_report(run_dir, models))
+    return write_text(Path(run_dir) / files.REPORT, build_report(run_dir, models, produced))
 
 
 def main(argv: list[str] | None = None) -> Path:
