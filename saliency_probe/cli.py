@@ -16,14 +16,18 @@ from collections.abc import Callable
 from typing import Any
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, ValidationError
 
-from saliency_probe.errors import AbortRun, is_user_error
+from saliency_probe.errors import AbortRun, ConfigError, is_user_error
 
 __all__ = ["run", "stop_on_user_error", "user_message"]
 
-#: Hydra and OmegaConf errors that mean "the command line or the config is wrong", not a bug.
-CONFIG_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException, OmegaConfBaseException)
+#: Hydra and OmegaConf errors that mean "the command line or the config is wrong", not a bug: a config that does
+#: not compose, a bad override, a mandatory value (``???``) left unset, a value of the wrong type for a typed key,
+#: an interpolation that does not resolve. Other OmegaConf errors (e.g. our code reading a key that does not
+#: exist) keep their traceback.
+CONFIG_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException, MissingMandatoryValue,
+                 ValidationError, InterpolationResolutionError)
 
 
 def _one_line(error: BaseException) -> str:
@@ -66,10 +70,10 @@ def stop_on_user_error(task: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return task(*args, **kwargs)
         except Exception as error:
-            user = is_user_error(error)
-            if user is None:
+            message = user_message(error)
+            if message is None:
                 raise
-            raise AbortRun(user) from error
+            raise AbortRun(is_user_error(error) or ConfigError(message)) from error
 
     return wrapped
 

@@ -29,20 +29,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from saliency_probe.errors import AbortRun, OutputFolderError, UserError
 from saliency_probe.io_utils import write_json
+from saliency_probe.report import files
 from saliency_probe.report.files import MANIFEST
 
 __all__ = ["MANIFEST", "RunFolderGuard", "check_run_folder", "check_sweep_folder", "earlier_results", "write_manifest", "manifest_files"]
 
+#: What train.py writes at the top of its run folder.
+TRAIN_SUMMARY = "summary.json"
+CHECKPOINTS_DIR = "checkpoints"
 #: Results of our runs: a folder holding any of them is another run's (a run that stopped before writing one,
 #: leaving only Hydra's ``.hydra`` and log, produced nothing and its folder may be reused).
 RESULT_NAMES = (
-    MANIFEST, "summary.json", "probe_summary.json", "report.md", "tables", "figures", "checkpoints", "wandb",
-    "csv", "lightning_logs", "map_cache",
+    MANIFEST, TRAIN_SUMMARY, files.SUMMARY, files.REPORT, files.TABLES_DIR, files.FIGURES_DIR, CHECKPOINTS_DIR,
+    "wandb", "csv", "lightning_logs", "map_cache",
 )
 #: What ``overwrite=true`` removes besides the results and the manifest's files.
 RUN_NAMES = (*RESULT_NAMES, ".probe_scratch", "train.log", "probe.log", ".hydra")
 #: Folders that must be folders (not files) before a probe writes into them.
-OUTPUT_SUBFOLDERS = ("tables", "figures", "checkpoints")
+OUTPUT_SUBFOLDERS = (files.TABLES_DIR, files.FIGURES_DIR, CHECKPOINTS_DIR)
 
 
 def manifest_files(run_dir: Path) -> list[str]:

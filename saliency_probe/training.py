@@ -28,7 +28,7 @@ from saliency_probe.run_context import (
     run_identity,
     to_plain,
 )
-from saliency_probe.run_folder import write_manifest
+from saliency_probe.run_folder import TRAIN_SUMMARY, write_manifest
 from saliency_probe.validation import check_common, require_int, value_of
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary = _summarise(cfg, trainer, module, datamodule, run_dir, name, group)
         if trainer.is_global_zero:
-            write_json(run_dir / "summary.json", summary)
+            write_json(run_dir / TRAIN_SUMMARY, summary)
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(
                     {"trainable_params": summary["trainable_params"], **summary["metrics"]}
@@ -119,7 +119,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             import wandb
 
             wandb.finish()
-        if trainer.is_global_zero and (run_dir / "summary.json").is_file():
+        if trainer.is_global_zero and (run_dir / TRAIN_SUMMARY).is_file():
             write_manifest(run_dir, "train")
 
 
@@ -146,7 +146,7 @@ def print_train_summary(summary: dict[str, Any], run_dir: Path, wandb_folder: Pa
         f"run folder:       {run_dir.resolve()}",
         f"best checkpoint:  {summary['best_checkpoint']}",
         f"last checkpoint:  {summary['last_checkpoint']}",
-        f"summary:          {(run_dir / 'summary.json').resolve()}",
+        f"summary:          {(run_dir / TRAIN_SUMMARY).resolve()}",
     ]
     lines += [f"note: {note}" for note in data_notes({"data": summary.get("data") or {}})]
     if wandb_folder is not None:

@@ -134,23 +134,31 @@ def test_invalid_finetune_layers_give_the_backbone_range(name: str, bad: object,
         parse_finetune_layers(bad, name)  # type: ignore[arg-type]
 
 
-def test_frozen_batchnorm_statistics_and_weights_do_not_move(tmp_path: Path) -> None:
-    """resnet18, finetune.layers=2: two epochs of Lightning training with a validation inside each epoch (so
-    ``model.train()`` runs mid-epoch); frozen BatchNorm statistics and weights stay, layer4's move."""
+
+def fit_two_epochs(backbone: str, layers: int, tmp_path: Path, batches: int, side: int, sanity_steps: int
+                   ) -> tuple[SaliencyModule, dict[str, torch.Tensor]]:
+    """A saliency module of ``backbone`` with ``finetune.layers=layers`` after two Lightning epochs on random
+    batches with a validation inside each epoch (``model.train()`` runs mid-epoch); also its state before."""
     torch.manual_seed(0)
-    module = SaliencyModule(weights=None, finetune_layers=2, backbone="resnet18")
-    batches = []
-    for _ in range(4):
+    module = SaliencyModule(weights=None, finetune_layers=layers, backbone=backbone)
+    items = []
+    for _ in range(batches):
         fixations = torch.zeros(2, 64, 64)
         fixations[:, torch.randint(0, 64, (12,)), torch.randint(0, 64, (12,))] = 1
-        batches.append({"image": torch.randn(2, 3, 64, 64), "fixations": fixations})
-    loader = DataLoader(batches, batch_size=None)
+        items.append({"image": torch.randn(2, 3, side, side), "fixations": fixations})
+    loader = DataLoader(items, batch_size=None)
     before = {key: value.detach().clone() for key, value in module.state_dict().items()}
-    trainer = pl.Trainer(max_epochs=2, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=1,
-                         callbacks=[FreezeLayers(2)], logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_epochs=2, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=sanity_steps,
+                         callbacks=[FreezeLayers(layers)], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                          default_root_dir=str(tmp_path))
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    return module, before
+
+def test_frozen_batchnorm_statistics_and_weights_do_not_move(tmp_path: Path) -> None:
+    """resnet18, finetune.layers=2: two epochs of Lightning training with a validation inside each epoch (so
+    ``model.train()`` runs mid-epoch); frozen BatchNorm statistics and weights stay, layer4's move."""
+    module, before = fit_two_epochs("resnet18", 2, tmp_path, batches=4, side=64, sanity_steps=1)
     after = module.state_dict()
     trainable = ("trunk.layer4.", "head.")
     batchnorms = [name for name, m in module.named_modules() if isinstance(m, nn.BatchNorm2d)]
@@ -518,20 +526,7 @@ def test_resuming_with_another_backbone_names_both(tmp_path: Path, synthetic_roo
 def test_frozen_batchnorm_of_a_traced_torchvision_model_does_not_move(tmp_path: Path) -> None:
     """mobilenet_v3_small (a traced trunk: its forward is a graph module, built here in the first training step),
     last stage trained: every other BatchNorm keeps its statistics through Lightning training with validation."""
-    torch.manual_seed(0)
-    module = SaliencyModule(weights=None, finetune_layers=1, backbone="mobilenet_v3_small")
-    batches = []
-    for _ in range(3):
-        fixations = torch.zeros(2, 64, 64)
-        fixations[:, torch.randint(0, 64, (12,)), torch.randint(0, 64, (12,))] = 1
-        batches.append({"image": torch.randn(2, 3, 128, 128), "fixations": fixations})
-    loader = DataLoader(batches, batch_size=None)
-    before = {key: value.detach().clone() for key, value in module.state_dict().items()}
-    trainer = pl.Trainer(max_epochs=2, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0,
-                         callbacks=[FreezeLayers(1)], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                         default_root_dir=str(tmp_path))
-    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    module, before = fit_two_epochs("mobilenet_v3_small", 1, tmp_path, batches=3, side=128, sanity_steps=0)
     trained = tuple(f"trunk.model.features.{i}." for i in range(9, 13)) + ("head.",)  # the last stage: 9..12
     moved = {key for key, value in module.state_dict().items() if not torch.equal(before[key], value)}
     assert moved and all(key.startswith(trained) for key in moved)

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from PIL import Image
 from test_probe import synthetic_overrides
 
@@ -63,6 +64,7 @@ def run_entry(program: str, overrides: list[str], monkeypatch: pytest.MonkeyPatc
         return exit_.code if isinstance(exit_.code, int) else 1
     finally:
         GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # later tests run outside Hydra
         if saved is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:

@@ -87,6 +87,24 @@ class ReaderReport:
     n_points: int | None = 0
 
 
+def observer_pixels(
+    observers: list[np.ndarray], height: int, width: int, report: ReaderReport, where: str, who: str = "observer"
+) -> list[np.ndarray]:
+    """Each observer's 1-based ``[x, y]`` fixations as 0-based pixels (:func:`fixation_pixels`), with the
+    clipped points and all points counted in ``report``; a malformed array names ``where`` and the observer."""
+    pixels = []
+    for number, points in enumerate(observers):
+        try:
+            observer, n_clipped = fixation_pixels(points, height, width)
+        except ValueError as error:
+            raise InputFileError(f"{where}, {who} {number + 1}: {error}") from error
+        report.n_clipped += n_clipped
+        if report.n_points is not None:
+            report.n_points += len(observer)
+        pixels.append(observer)
+    return pixels
+
+
 class FixationDataset(Dataset):
     """Map-style dataset over :class:`FixationRecord` s; items are model input + full-resolution fixation map.
 

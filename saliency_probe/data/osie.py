@@ -19,8 +19,8 @@ from saliency_probe.data.fixations import (
     FixationDataset,
     FixationRecord,
     check_on_error,
-    fixation_pixels,
     flat_indices,
+    observer_pixels,
 )
 from saliency_probe.data.images import check_image, read_image_size
 from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
@@ -144,15 +144,7 @@ class OsieDataset(FixationDataset):
         return True
 
     def _add(self, image_path: Path, height: int, width: int, observers: list[np.ndarray], source: Path) -> None:
-        pixels = []
-        for number, points in enumerate(observers):
-            try:
-                observer_pixels, n_clipped = fixation_pixels(points, height, width)
-            except ValueError as error:
-                raise InputFileError(f"{source}: image {image_path.name}, subject {number + 1}: {error}") from error
-            self.report.n_clipped += n_clipped
-            self.report.n_points += len(observer_pixels)
-            pixels.append(observer_pixels)
+        pixels = observer_pixels(observers, height, width, self.report, f"{source}: image {image_path.name}", "subject")
         fixated = fixation_map(np.concatenate([np.zeros((0, 2), np.int64), *pixels]), height, width)
         if not fixated.any():
             self.report.without_fixations.append(image_path.stem)

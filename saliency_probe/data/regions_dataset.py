@@ -75,9 +75,8 @@ class RegionSetDataset(CategorisedRegions, FixationDataset):
         self.class_ids = resolve_class_ids(self.regions_root)
         images, report = read_fixation_images(source, stems=chosen)
         self.report.n_clipped = report.n_clipped
+        self.report.n_points = report.n_points
         self._observers = []
-        self.n_fixations = sum(len(points) for image in images for points in image.observers)
-        self.report.n_points = self.n_fixations
         for image in images:
             fixated = fixation_map(image.points, image.height, image.width)
             self.records.append(FixationRecord(image.stem, image.image_path, image.height, image.width,
@@ -198,7 +197,7 @@ class RegionSetDataModule(pl.LightningDataModule):
             "fixation_source": self.source.record(),
             "regions_root": str(self.regions_root),
             "images": len(data),
-            "fixations": data.n_fixations,
+            "fixations": data.n_fixation_points,
             "clipped_fixations": data.n_clipped,
             "without_fixations": list(data.record.get("images_without_fixations", [])),
             "skipped": list(data.record.get("skipped", [])),

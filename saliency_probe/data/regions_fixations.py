@@ -12,12 +12,12 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from saliency_probe.data.fixations import check_on_error, fixation_pixels
+from saliency_probe.data.fixations import ReaderReport, check_on_error, observer_pixels
 from saliency_probe.data.images import read_image_size
 from saliency_probe.data.osie import read_osie_fixations
 from saliency_probe.data.salicon import EDITIONS, read_salicon_json, read_salicon_mat
@@ -92,15 +92,6 @@ class FixationImage:
         return int(match.group(1)) if match else None
 
 
-@dataclass
-class FixationReport:
-    """What reading changed or left out: clipped points, images without fixations, skipped entries."""
-
-    n_clipped: int = 0
-    without_fixations: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-
 Entry = tuple[str, Path, list[np.ndarray], tuple[int, int] | None, str]
 
 
@@ -150,7 +141,7 @@ def read_fixation_images(
     limit: int | None = None,
     stems: list[str] | None = None,
     on_error: str = "raise",
-) -> tuple[list[FixationImage], FixationReport]:
+) -> tuple[list[FixationImage], ReaderReport]:
     """The images of ``source`` that have fixations, in the source's order (or the order of ``stems``).
 
     Raises (one line naming the files) for fixations without an image file and for a SALICON resolution that
@@ -160,7 +151,7 @@ def read_fixation_images(
     check_on_error(on_error)
     entries = _raw_entries(source, [str(stem) for stem in stems] if stems is not None else None)
     images: list[FixationImage] = []
-    report = FixationReport()
+    report = ReaderReport()
     for stem, image_path, observers, recorded, fixation_file in entries:
         if limit is not None and len(images) >= int(limit):
             break
@@ -182,14 +173,7 @@ def read_fixation_images(
             log.warning("skipping %s: %s", stem, error)
             report.skipped.append(str(error))
             continue
-        pixels = []
-        for number, points in enumerate(observers):
-            try:
-                observer_pixels, n_clipped = fixation_pixels(points, height, width)
-            except ValueError as error:
-                raise InputFileError(f"{fixation_file}: image {stem}, observer {number + 1}: {error}") from error
-            report.n_clipped += n_clipped
-            pixels.append(observer_pixels)
+        pixels = observer_pixels(observers, height, width, report, f"{fixation_file}: image {stem}")
         if not any(len(p) for p in pixels):
             report.without_fixations.append(stem)
             continue
