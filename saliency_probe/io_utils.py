@@ -79,3 +79,12 @@ def safe_name(name: str) -> str:
         return safe
     digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
     return f"{safe[: MAX_NAME - 11]}-{digest}"
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks (weights files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 
+from saliency_probe.data.splits import split_record, split_summary
 from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import BackboneSpec, architecture, check_weights_available
@@ -62,12 +63,25 @@ def validate_train_config(cfg: DictConfig) -> None:
     epochs = require_int(cfg, "trainer.max_epochs", 1, optional=True)
     if epochs is None and value_of(cfg, "trainer.max_steps") in (None, -1):
         raise ConfigError("trainer.max_epochs is null and trainer.max_steps is not set: the run would never end")
+    if cfg.task.get("needs_labels"):
+        target = str(value_of(cfg, "data._target_") or "")
+        if not hasattr(_data_class(target), "module_kwargs"):
+            raise ConfigError(f"task={cfg.task.name} needs scene labels, but data={target.rsplit('.', 1)[-1]} has "
+                              "none; use data=synthetic_scenes or data=salicon_scenes (data.labels_file=CSV)")
     if cfg.get("ckpt_path"):
         path = Path(str(cfg.ckpt_path))
         if path.is_dir():
             raise ConfigError(f"ckpt_path={path} is a folder; expected a checkpoint file (<run>/checkpoints/last.ckpt)")
         if not path.is_file():
             raise ConfigError(f"ckpt_path={path} does not exist; expected a checkpoint file written by train.py")
+
+
+def _data_class(target: str) -> type | None:
+    """The class a ``data._target_`` names (None when it cannot be imported: instantiation reports it)."""
+    try:
+        return get_class(target)
+    except Exception:  # noqa: BLE001 - any import failure is reported by instantiate with its own message
+        return None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -83,7 +97,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     name, group = run_identity(default_name=f"{cfg.task.name}-layers{finetune_layers}")
 
     datamodule = instantiate(cfg.data, _recursive_=False)
-    data_kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
+    # the scene task takes class names and weights from the data; a saliency model trained on the same labelled
+    # images (Table 7's sp beside sr) ignores the labels and uses the same split
+    data_kwargs = datamodule.module_kwargs() if cfg.task.get("needs_labels") else {}
     module = instantiate(
         cfg.task.module, run_config=to_plain(cfg), run_name=name, **data_kwargs, _recursive_=False, _convert_="all"
     )
@@ -184,6 +200,9 @@ def _summarise(
     extra = getattr(datamodule, "summary", None)
     if callable(extra):
         summary["data"] = extra()
+    split_stems = getattr(datamodule, "split_stems", None)
+    if callable(split_stems):
+        summary["data_split"] = split_summary(split_record(split_stems()))
     task_extra = getattr(module, "summary_extra", None)
     if callable(task_extra):
         summary.update(task_extra())

@@ -40,7 +40,8 @@ CONV5_3_SIZE = IMAGE_SIZE // 16
 #: here with a test. Groups that the entry configs compose from Hydra's ConfigStore (structured configs, no
 #: folder) are found in the defaults lists and tested by test_structured_section_composes_and_reads.
 FILE_GROUPS = {
-    "backbone", "callbacks", "classical", "data", "experiment", "finetune", "hydra", "hydra/launcher", "logger",
+    "backbone", "callbacks", "classical", "data", "experiment", "experiment_data", "finetune", "hydra",
+    "hydra/launcher", "logger",
     "paths", "probe", "regions", "task", "trainer",
 }
 #: Models of the benchmark that are baselines computed from the fixations, not map models.
@@ -84,8 +85,14 @@ def missing_keys(node: DictConfig) -> list[str]:
 
 def entry_defaults(entry: str) -> dict[str, str | None]:
     """Group -> option of an entry config's defaults list (``_self_`` left out)."""
-    node = OmegaConf.load(CONF / f"{entry}.yaml")
-    return {str(group): option for item in node.defaults if not isinstance(item, str) for group, option in item.items()}
+    node = OmegaConf.to_container(OmegaConf.load(CONF / f"{entry}.yaml"), resolve=False)
+    found = {}
+    for item in node["defaults"]:
+        if isinstance(item, str):
+            continue
+        for group, option in item.items():  # "optional experiment_data@data" -> experiment_data
+            found[str(group).removeprefix("optional ").split("@")[0]] = option
+    return found
 
 
 def register_structured_sections() -> None:
@@ -541,7 +548,7 @@ def test_experiment_instantiates(name: str, tmp_path: Path, compose_job: Callabl
     missing = missing_keys(compose_train(f"experiment={name}").data)
     cfg = compose_job("train", f"experiment={name}", *(f"data.{key}={tmp_path / key}" for key in missing))
     values = {key: value for key, value in OmegaConf.to_container(raw("experiment", name)).items()
-              if key != "defaults"}
+              if key not in ("defaults", "hydra")}  # hydra: the sweep (experiment=table7's task sweep)
     for key, value in leaves(values):
         assert plain(OmegaConf.select(cfg, key)) == value, key
     datamodule = instantiate(cfg.data, _recursive_=False)
@@ -560,6 +567,21 @@ def test_experiment_instantiates(name: str, tmp_path: Path, compose_job: Callabl
     if cfg.trainer.accelerator == "cpu" or torch.cuda.is_available():
         trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
         assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("name", configs("experiment_data"))
+def test_experiment_data_is_merged_for_its_task(name: str, tmp_path: Path, compose_job: Callable[..., DictConfig]) -> None:
+    experiment, task = name.rsplit("_", 1)
+    missing = missing_keys(compose_train(f"experiment={experiment}", f"task={task}").data)
+    cfg = compose_job("train", f"experiment={experiment}", f"task={task}",
+                      *(f"data.{key}={tmp_path / key}" for key in missing))
+    for key, value in leaves(OmegaConf.to_container(raw("experiment_data", name))):
+        if value != "???":
+            assert plain(OmegaConf.select(cfg.data, key)) == value, key
+    datamodule = instantiate(cfg.data, _recursive_=False)
+    assert_built(datamodule, cfg.data)
+    other = "scene" if task == "saliency" else "saliency"
+    assert compose_train(f"experiment={experiment}", f"task={other}").data._target_ != cfg.data._target_
 
 
 def test_paper_experiment() -> None:

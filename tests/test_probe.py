@@ -440,6 +440,8 @@ def fake_sweep(root: Path, values: list[str], seeded: bool = False) -> Path:
             f"finetune.layers={value},data.image_size=64",
             seed=number if seeded else None,
         )
+        last = job / "checkpoints/last.ckpt"
+        last.write_bytes(best.read_bytes())
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra/overrides.yaml").write_text(f"- finetune.layers={value}\n- data.image_size=64\n")
         (job / "summary.json").write_text(
@@ -448,7 +450,7 @@ def fake_sweep(root: Path, values: list[str], seeded: bool = False) -> Path:
                     "task": "saliency",
                     "finetune_layers": value,
                     "best_checkpoint": str(best),
-                    "last_checkpoint": None,
+                    "last_checkpoint": str(last),
                     "run_name": f"data.image_size=64,finetune.layers={value}",
                     "metrics": {},
                 }
@@ -469,6 +471,20 @@ def test_moved_sweep_folder_still_finds_its_checkpoints(tmp_path: Path) -> None:
     fake_sweep(tmp_path / "old", ["0", "1"])
     (tmp_path / "old").rename(tmp_path / "new")
     assert [s.path.parent.parent.name for s in sweep_sources(tmp_path / "new")] == ["0", "1"]
+
+
+def test_sweep_checkpoint_chooses_last_by_default_or_best(tmp_path: Path) -> None:
+    sweep = fake_sweep(tmp_path / "sweep", ["0", "1"])
+    assert [(s.path.name, s.info["checkpoint_choice"]) for s in sweep_sources(sweep)] == [("last.ckpt", "last")] * 2
+    assert [s.path.name for s in sweep_sources(sweep, "best")] == ["best-epoch00.ckpt"] * 2
+    assert [s.path.name for s in resolve_sources(sweep=str(sweep), sweep_checkpoint="best", random_control=False)
+            if s.kind == "checkpoint"] == ["best-epoch00.ckpt"] * 2
+    (sweep / "1/checkpoints/last.ckpt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"last_checkpoint .* does not exist \(sweep_checkpoint=last\); "
+                       r"sweep_checkpoint=best probes"):
+        sweep_sources(sweep)
+    with pytest.raises(ValueError, match="sweep_checkpoint='newest'; expected one of"):
+        sweep_sources(sweep, "newest")
 
 
 def test_sources_order_controls_and_duplicates(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from saliency_probe.report.conditions import experiment_row
 from saliency_probe.report.files import REPORT
-from saliency_probe.report.report_md import build_report, main, paper_row, paper_values
+from saliency_probe.report.report_md import build_report, main, paper_values
 from saliency_probe.report.tables import write_csv
 
 PAPER = Path(__file__).resolve().parents[2] / "shared/paper/he2019_understanding_deep_saliency.txt"
@@ -64,7 +65,9 @@ def model(name: str, kind: str, task: str | None = None, layers: str | None = No
 
 
 def test_models_are_matched_to_the_paper_rows() -> None:
-    assert paper_row(model("pt", "weights")) == ("table3", "0")
+    paper_row = experiment_row
+    assert paper_row(model("IMAGENET1K_V1", "weights")) == ("table3", "0")
+    assert paper_row(model("pt", "weights")) == ("table7", "pt")  # probe=table7's name
     assert paper_row(model("s0", "checkpoint", "scene", "0")) == ("table3", "0")  # trunk untouched
     assert paper_row(model("sp3", "checkpoint", "saliency", "3")) == ("table3", "3")
     assert paper_row(model("spall", "checkpoint", "saliency", "all")) == ("table3", "all")
@@ -108,14 +111,14 @@ def test_report_gathers_every_file_with_the_paper_beside_ours(tmp_path: Path) ->
     fake_run(run)
     report = build_report(run)
     assert report.startswith("# Probe report") and "12.5 s" in report
-    assert "| sp1 ↔ table3 1 | 1.23 (2.61) | 0.50 (1.17) |" in report  # Table 3 row 1: head 2.61, text 1.17
-    assert "| sr1 ↔ table7 sr | 0.25 (0.47) | 0.75 (0.83) |" in report  # Table 7 sr
-    assert "| sp1 ↔ table3 1 | 7 (30) | 1 (0) |" in report  # units above T
+    assert "| sp1 ↔ Table 3 1 | 1.23 (2.61) | 0.50 (1.17) |" in report  # Table 3 row 1: head 2.61, text 1.17
+    assert "| sr1 ↔ Table 7 sr | 0.25 (0.47) | 0.75 (0.83) |" in report  # Table 7 sr
+    assert "| sp1 ↔ Table 3 1 | 7 (30) | 1 (0) |" in report  # units above T
     assert "| Spearman r_s(inner, OS_c) | 0.50 | 0.96 |" in report
     assert "| ANOVA p, per-region OD across categories | 0.012 | 9e-09 |" in report
     assert "| sr1 | correct | 0.346 | [0.200, 0.500] | 9 | 0.12 |" in report
     assert "| sr1 | wrong | 0.100 | [0.000, 0.200] | 3 | 0.11 |" in report
-    assert "| sp1 | checkpoint | saliency | 1 |  | table3 1 |" in report
+    assert "| sp1 | checkpoint | saliency | 1 |  | Table 3 1 |" in report
     assert "| random-init | random |" in report and "random-init" not in report.split("## Inner")[1].split("###")[1]
     for relative in ("tables/inner_representation.csv", "tables/output_saliency.csv", "tables/statistics.json",
                      "tables/scene_attention.csv", "tables/extra.csv"):

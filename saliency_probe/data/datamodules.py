@@ -147,6 +147,12 @@ class SaliconDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return _loader(self.dataset("val"), self.batch_size, self.num_workers, False, self.shuffle_seed)
 
+    def split_stems(self) -> dict[str, list[str]]:
+        """The image stems of the training and validation splits, in loader order before shuffling (the split is
+        a property of the data: checkpoints and summary.json record it, so two runs can be compared)."""
+        self.setup("fit")
+        return {split: list(self.dataset(split).stems) for split in ("train", "val")}
+
     def summary(self) -> dict[str, Any]:
         """What was read: edition, sizes, clipped fixations, excluded and skipped images (for summary.json)."""
         return {

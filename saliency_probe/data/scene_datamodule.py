@@ -80,6 +80,7 @@ class SaliconScenesDataModule(SaliconDataModule):
         self.train_set: LabelledImages | None = None
         self.val_set: LabelledImages | None = None
         self.scene_labels: SceneLabels | None = None
+        self.source_stems: list[str] = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -88,6 +89,7 @@ class SaliconScenesDataModule(SaliconDataModule):
         splits = [self.dataset("train"), self.dataset("val")]
         source = ConcatDataset(splits)
         stems = [stem for dataset in splits for stem in dataset.stems]
+        self.source_stems = stems
         labels = read_scene_labels(self.labels_file, known_stems=stems, min_images_per_class=self.min_images_per_class)
         self.scene_labels = labels
         self.class_names = list(labels.classes)
@@ -117,6 +119,14 @@ class SaliconScenesDataModule(SaliconDataModule):
 
         self.train_set = subset(train_idx)
         self.val_set = subset(val_idx)
+
+    def split_stems(self) -> dict[str, list[str]]:
+        """The stems of the labelled training and validation images: the same lists whichever task trains on
+        this module (Table 7 compares a saliency and a scene model fine-tuned on the same images)."""
+        self.setup("fit")
+        assert self.train_set is not None and self.val_set is not None
+        return {name: [self.source_stems[i] for i in subset.indices]
+                for name, subset in (("train", self.train_set), ("val", self.val_set))}
 
     def module_kwargs(self) -> dict[str, Any]:
         """What the scene module needs from the data: class names, weights and counts."""

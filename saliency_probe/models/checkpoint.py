@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from saliency_probe.data.splits import split_record
 from saliency_probe.errors import InputFileError, MissingInputError
 from saliency_probe.models.backbone import (
     BackboneSpec,
@@ -48,6 +49,7 @@ class CheckpointMetadataMixin:
             "backbone": backbone_record(trunk.spec, table),
             "config": hparams.get("run_config") or {},
             "wandb_run_id": _wandb_run_id(self),
+            "data_split": data_split(self),
         }
 
     def setup(self, stage: str) -> None:  # Lightning hook
@@ -64,6 +66,14 @@ def backbone_record(spec: BackboneSpec, table: Any) -> dict[str, Any]:
     head layer (``probe.py ckpt=...`` rebuilds the trunk from ``config``)."""
     return {"name": spec.name, "weights": spec.weights, "config": spec.to_dict(), "layers": table.as_list(),
             "head_layer": table.head}
+
+
+def data_split(module: object) -> dict[str, Any] | None:
+    """The split record (:func:`~saliency_probe.data.splits.split_record`) of the data module the module is
+    trained on, or None when it is not attached to a trainer with such a data module."""
+    trainer = getattr(module, "_trainer", None)
+    split_stems = getattr(getattr(trainer, "datamodule", None), "split_stems", None)
+    return split_record(split_stems()) if callable(split_stems) else None
 
 
 def _wandb_run_id(module: object) -> str | None:
@@ -83,6 +93,8 @@ class LoadedCheckpoint:
     metadata: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     hyper_parameters: dict[str, Any]
+    #: Lightning's epoch counter at saving (epochs completed - 1 for the end-of-epoch checkpoints), or None.
+    epoch: int | None = None
 
     @property
     def task(self) -> str:
@@ -169,4 +181,5 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         metadata=dict(payload[METADATA_KEY]),
         state_dict=payload["state_dict"],
         hyper_parameters=dict(payload.get("hyper_parameters", {})),
+        epoch=int(payload["epoch"]) if isinstance(payload.get("epoch"), int) else None,
     )

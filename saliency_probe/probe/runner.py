@@ -20,11 +20,13 @@ from pytorch_lightning.loggers import WandbLogger
 from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import BackboneSpec, architecture
+from saliency_probe.probe.conditions import model_conditions, probe_conditions
 from saliency_probe.probe.context import ProbeContext
 from saliency_probe.probe.options import SECTIONS, FiguresOptions, read_options
 from saliency_probe.probe.registry import available_analyses, get_analysis
-from saliency_probe.probe.sources import TrunkSource, resolve_sources, run_backbone
+from saliency_probe.probe.sources import SWEEP_CHECKPOINTS, TrunkSource, resolve_sources, run_backbone
 from saliency_probe.report import files
+from saliency_probe.report.conditions import experiment_row, model_differences, probe_differences
 from saliency_probe.report.report_md import write_report
 from saliency_probe.run_context import (
     build_logger,
@@ -35,7 +37,7 @@ from saliency_probe.run_context import (
     run_identity,
 )
 from saliency_probe.run_folder import write_manifest
-from saliency_probe.validation import as_name_list, check_common, require_int, require_number
+from saliency_probe.validation import as_name_list, check_common, require_choice, require_int, require_number
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ def validate_config(cfg: DictConfig, backbone: BackboneSpec | None = None) -> li
         outside = [layer for layer in figure_layers if layer not in layers]
         if outside:
             raise ConfigError(f"figures.layers {outside} are not probed; choose among layers={layers}")
+    require_choice(cfg, "sweep_checkpoint", SWEEP_CHECKPOINTS)
     require_int(cfg, "top_k", 1)
     require_number(cfg, "threshold")
     for key, cls in SECTIONS.items():
@@ -108,6 +111,7 @@ def run_probe(cfg: DictConfig, explicit_backbone: bool | None = None) -> dict[st
         ckpt=OmegaConf.to_container(cfg.ckpt) if OmegaConf.is_config(cfg.ckpt) else cfg.ckpt,
         sweep=cfg.get("sweep"),
         weights=config_backbone.weights,
+        sweep_checkpoint=str(cfg.get("sweep_checkpoint") or "last"),
         random_control=bool(cfg.controls.random_trunk),
         seed=int(cfg.seed),
         names=list(cfg.get("names") or []),
@@ -132,10 +136,18 @@ def run_probe(cfg: DictConfig, explicit_backbone: bool | None = None) -> dict[st
         for analysis in analyses:
             context.results[analysis] = get_analysis(analysis).run(context)
         data = context.data_summaries()
+        probe = probe_conditions(cfg, data)
+        models = [{"name": s.name, "kind": s.kind, "control": s.control, **s.info, "conditions": model_conditions(s)}
+                  for s in sources]
+        for model in models:
+            row = experiment_row(model)
+            model["paper_row"] = list(row) if row else None
+            model["paper_differences"] = (model_differences(model, row) + probe_differences(probe)) if row else []
         summary = {
             "run_name": name,
             "backbone": backbone.name,
-            "models": [{"name": s.name, "kind": s.kind, "control": s.control, **s.info} for s in sources],
+            "models": models,
+            "probe_conditions": probe,
             "analyses": {key: value.summary for key, value in context.results.items()},
             "data": data,
             "input_size": int(cfg.data.image_size),

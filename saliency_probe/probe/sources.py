@@ -168,21 +168,26 @@ def sweep_jobs(sweep: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     return jobs
 
 
-def _job_checkpoint(job: Path, summary: dict[str, Any]) -> Path:
-    """The job's best checkpoint (else its last); found beside summary.json if the sweep folder was moved."""
-    for key in ("best_checkpoint", "last_checkpoint"):
-        value = summary.get(key)
-        if not value:
-            continue
+#: ``sweep_checkpoint``: which checkpoint of each sweep job is probed.
+SWEEP_CHECKPOINTS = ("last", "best")
+
+
+def _job_checkpoint(job: Path, summary: dict[str, Any], choice: str = "last") -> Path:
+    """The job's ``last`` checkpoint (the end of training, the paper's "after 20 epochs") or its ``best`` by the
+    monitored validation metric; found beside summary.json if the sweep folder was moved."""
+    key = f"{choice}_checkpoint"
+    value = summary.get(key)
+    if value:
         path = Path(value)
         if path.is_file():
             return path
         moved = job / "checkpoints" / path.name
         if moved.is_file():
             return moved
+    other = SWEEP_CHECKPOINTS[1 - SWEEP_CHECKPOINTS.index(choice)]
     raise MissingInputError(
-        f"{job / 'summary.json'}: neither best_checkpoint ({summary.get('best_checkpoint')}) nor "
-        f"last_checkpoint ({summary.get('last_checkpoint')}) exists"
+        f"{job / 'summary.json'}: {key} ({value}) does not exist (sweep_checkpoint={choice}); "
+        f"sweep_checkpoint={other} probes the {other} checkpoint ({summary.get(f'{other}_checkpoint')})"
     )
 
 
@@ -209,9 +214,11 @@ def varying_overrides(overrides: Sequence[Sequence[str] | None]) -> list[str | N
     return names
 
 
-def sweep_sources(sweep: str | Path) -> list[TrunkSource]:
-    """One source per job of a training sweep (its best checkpoint), named by the overrides that vary
-    between the jobs (``finetune.layers=0`` ...), else by the job's run name."""
+def sweep_sources(sweep: str | Path, choice: str = "last") -> list[TrunkSource]:
+    """One source per job of a training sweep (its ``choice`` checkpoint: ``last`` or ``best``), named by the
+    overrides that vary between the jobs (``finetune.layers=0`` ...), else by the job's run name."""
+    if choice not in SWEEP_CHECKPOINTS:
+        raise ConfigError(f"sweep_checkpoint={choice!r}; expected one of {list(SWEEP_CHECKPOINTS)}")
     jobs = sweep_jobs(sweep)
     short = varying_overrides([job_overrides(job) for job, _ in jobs])
     sources = []
@@ -221,9 +228,10 @@ def sweep_sources(sweep: str | Path) -> list[TrunkSource]:
             "run_name": summary.get("run_name"),
             "finetune_layers": str(summary.get("finetune_layers")),
             "metrics": summary.get("metrics", {}),
+            "checkpoint_choice": choice,
         }
         name = name or str(summary.get("run_name") or f"job{job.name}")
-        sources.append(checkpoint_source(_job_checkpoint(job, summary), info=info, name=name))
+        sources.append(checkpoint_source(_job_checkpoint(job, summary, choice), info=info, name=name))
     return sources
 
 
@@ -271,6 +279,7 @@ def resolve_sources(
     ckpt: str | Sequence[str] | None = None,
     sweep: str | None = None,
     weights: str | None = None,
+    sweep_checkpoint: str = "last",
     random_control: bool = True,
     seed: int = 0,
     names: Sequence[str] | None = None,
@@ -281,7 +290,8 @@ def resolve_sources(
 
     - ``backbone.weights`` (pretrained, a file, or random) is probed when no checkpoint is given, and beside
       the checkpoints when it names real weights (Table 7's "pt" row);
-    - then every ``ckpt`` in order, then every job of ``sweep`` by job number;
+    - then every ``ckpt`` in order, then every job of ``sweep`` by job number (its ``sweep_checkpoint``:
+      ``last`` or ``best``);
     - then the random-initialisation control, unless a random trunk is already probed.
     ``names`` gives display names to the requested models in this order (controls keep theirs), e.g. Table 7's
     ``[pt, sp, sr]``. ``backbone`` (a ``backbone`` config; None = VGG-16) and ``explicit_backbone``: see
@@ -289,7 +299,7 @@ def resolve_sources(
     """
     checkpoints = [checkpoint_source(path) for path in _as_list(ckpt)]
     if sweep:
-        checkpoints.extend(sweep_sources(sweep))
+        checkpoints.extend(sweep_sources(sweep, sweep_checkpoint))
     config = BackboneSpec.from_config(backbone, weights=weights) if backbone is not None else \
         BackboneSpec.from_config(None, weights=weights)
     spec = run_backbone(checkpoints, config, explicit_backbone)

@@ -20,6 +20,14 @@ from typing import Any
 
 from saliency_probe.io_utils import write_text
 from saliency_probe.report import files
+from saliency_probe.report.conditions import (
+    conditions_line,
+    describe_conditions,
+    experiment_row,
+    probe_differences,
+    same_images_differences,
+    table_title,
+)
 from saliency_probe.report.files import in_tables
 from saliency_probe.report.tables import format_number, markdown_table, read_csv
 
@@ -79,36 +87,6 @@ def describe(relative: str) -> str:
     return "written by an analysis of this run (no description registered)."
 
 
-# ------------------------------------------------------------------------------------------------------------
-# model -> paper row
-# ------------------------------------------------------------------------------------------------------------
-
-
-def paper_row(model: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(table, row)`` of the paper's inner statistics matching a probed model, or None.
-
-    A pretrained trunk (``backbone.weights``) or any checkpoint with 0 fine-tuned layers (trunk untouched) is
-    Table 3 row 0; a saliency checkpoint with k layers tuned is Table 3 row k; a scene checkpoint with 1 layer
-    tuned is Table 7 row ``sr`` (the paper's only scene setting). Random trunks and backbones other than VGG-16
-    have no paper row.
-    """
-    info = _info(model)
-    if str(info.get("backbone") or "vgg16") != "vgg16":
-        return None
-    kind, task, layers = model.get("kind"), info.get("task"), str(info.get("finetune_layers"))
-    if kind == "weights":
-        return "table3", "0"
-    if kind != "checkpoint":
-        return None
-    if layers == "0":
-        return "table3", "0"
-    if task == "saliency" and layers in paper_values()["table3"]["top10_mean_nss"]:
-        return "table3", layers
-    if task == "scene" and layers == "1":
-        return "table7", "sr"
-    return None
-
-
 def _info(model: Mapping[str, Any]) -> dict[str, Any]:
     """A model's details: ``probe_summary.json`` flattens them into the entry, a source keeps them in ``info``."""
     return {**model, **(model.get("info") or {})}
@@ -138,10 +116,22 @@ def _embed(path: Path) -> list[str]:
     return [("##" + line) if line.startswith("#") else line for line in lines] + [""]
 
 
-def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
+def _conditions_lines(matched: Sequence[tuple[Mapping[str, Any], tuple[str, str]]],
+                      probe: Mapping[str, Any]) -> list[str]:
+    """The visible conditions line of every matched model whose conditions differ from the paper's."""
+    found = [line for model, row in matched if (line := conditions_line(model, row, {}))]
+    found += same_images_differences([model for model, _ in matched])
+    run = probe_differences(probe)
+    if run:
+        found.append("every row: the probe's conditions differ from the paper's: " + "; ".join(run) + ".")
+    return [*(f"> **{line}**" if i == 0 else f">\n> **{line}**" for i, line in enumerate(found)), ""] if found else []
+
+
+def inner_section(run: Path, models: Sequence[Mapping[str, Any]], probe: Mapping[str, Any] | None = None) -> list[str]:
     csv = run / in_tables(files.INNER_CSV)
     if not csv.is_file():
         return []
+    probe = probe or {}
     rows = read_csv(csv)
     stat = next(key for key in rows[0] if key.endswith("_mean_nss") and not key.startswith("shuffled"))
     paper = paper_values()
@@ -149,29 +139,36 @@ def inner_section(run: Path, models: Sequence[Mapping[str, Any]]) -> list[str]:
              f"`{csv.relative_to(run)}`: {describe(in_tables(files.INNER_CSV))}", ""]
     categories = list(dict.fromkeys(row["category"] for row in rows))
     layers = list(dict.fromkeys(row["layer"] for row in rows))
-    matched = [(m, paper_row(m)) for m in models if paper_row(m) is not None]
-    if matched and "conv5_3" in layers:
-        lines += ["### conv5_3 beside the paper: ours (paper)", "",
-                  "Rows are matched by fine-tuned layers and task: Table 3 row k for saliency checkpoints and "
-                  "untouched trunks (k = 0), Table 7 `sr` for a scene checkpoint with 1 layer tuned.", ""]
+    matched = [(m, row) for m in models if (row := experiment_row(m)) is not None]
+    captions = {"table3": ("Table 3", "rows by fine-tuned layers (k = 0: the pretrained trunk; saliency models "
+                           "fine-tuned on SALICON)"),
+                "table7": ("Table 7", "pt / sp / sr: the pretrained trunk and the saliency- and scene-tuned trunks "
+                           "(1 layer) of the same images")}
+    for table, (title, how) in captions.items():
+        group = [(m, row) for m, row in matched if row[0] == table]
+        if not group or "conv5_3" not in layers:
+            continue
+        lines += [f"### conv5_3 beside the paper's {title}: ours (paper)", "", f"Paper rows: {how}.", "",
+                  *_conditions_lines(group, probe)]
         for key, caption, digits in ((stat, "top-k mean NSS", 2), ("n_above_threshold", "units above T", 0)):
             paper_key = "top10_mean_nss" if key == stat else "n_above_threshold"
-            table = {(r["model"], r["category"]): r[key] for r in rows if r["layer"] == "conv5_3"}
+            values_of = {(r["model"], r["category"]): r[key] for r in rows if r["layer"] == "conv5_3"}
             body = []
-            for model, (name, row) in matched:
+            for model, (name, row) in group:
                 values = paper[name][paper_key][row]
-                body.append([f"{model['name']} ↔ {name} {row}",
-                             *(_pair(table.get((model["name"], c)), values.get(c), digits) for c in categories)])
+                body.append([f"{model['name']} ↔ {title} {row}",
+                             *(_pair(values_of.get((model["name"], c)), values.get(c), digits) for c in categories)])
             lines += [f"**{caption}**", "", markdown_table(["model ↔ paper", *categories], body), ""]
-    pretrained = [m for m, match in matched if match == ("table3", "0")]
+    pretrained = [(m, row) for m, row in matched if m.get("kind") == "weights"]
     if pretrained and len(layers) > 1:
-        model = pretrained[0]
+        model, row = pretrained[0]
         table = {(r["layer"], r["category"]): r[stat] for r in rows if r["model"] == model["name"]}
         body = [[layer, *(_pair(table.get((layer, c)), paper["table2"]["top10_mean_nss"].get(layer, {}).get(c), 2)
                           for c in categories)]
                 for layer in reversed(layers) if layer in paper["table2"]["top10_mean_nss"]]
         if body:
             lines += [f"### Layers of {model['name']} beside Table 2 (top-k mean NSS): ours (paper)", "",
+                      *_conditions_lines([(model, ("table2", "layers"))], probe),
                       markdown_table(["layer", *categories], body), ""]
     if (run / in_tables(files.INNER_MD)).is_file():
         lines += [f"### Full table (`{in_tables(files.INNER_MD)}`)", "", *_embed(run / in_tables(files.INNER_MD))]
@@ -299,18 +296,22 @@ def files_section(run: Path, produced: Sequence[str | Path] | None = None) -> li
     return lines + [""]
 
 
-def models_section(models: Sequence[Mapping[str, Any]]) -> list[str]:
+def models_section(models: Sequence[Mapping[str, Any]], probe: Mapping[str, Any] | None = None) -> list[str]:
     if not models:
         return []
     body = []
     for model in models:
         info = _info(model)
-        match = paper_row(model)
+        match = experiment_row(model)
         body.append([model["name"], str(model.get("kind")), str(info.get("task", "–")),
                      str(info.get("finetune_layers", "–")), "yes" if model.get("control") else "",
-                     f"{match[0]} {match[1]}" if match else "–"])
-    return ["## Models", "", markdown_table(["model", "kind", "task", "layers tuned", "control", "paper row"], body),
-            ""]
+                     f"{table_title(match[0])} {match[1]}" if match else "–"])
+    lines = ["## Models", "", markdown_table(["model", "kind", "task", "layers tuned", "control", "paper row"], body),
+             ""]
+    described = [f"- {model['name']}: {describe_conditions(model, probe or {})}" for model in models
+                 if model.get("conditions")]
+    return lines + (["Conditions (initial weights, training data, epochs, checkpoint; probe data, input size, "
+                     "precision):", "", *described, ""] if described else [])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -391,7 +392,8 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
         lines += [f"Backbone {summary['backbone']}: the paper measured VGG-16 only, so no paper value is shown.", ""]
     notes = [f"- {note}" for note in summary.get("notes", [])]
     conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
-    for section in (models_section(models), conditions, regions_section(summary), inner_section(run, models),
+    probe = summary.get("probe_conditions") or {}
+    for section in (models_section(models, probe), conditions, regions_section(summary), inner_section(run, models, probe),
                     output_section(run, vgg16), scene_section(run, vgg16), popout_section(run, vgg16),
                     files_section(run, produced)):
         lines += section
