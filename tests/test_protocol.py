@@ -195,3 +195,29 @@ def test_scene_task_on_data_without_labels_is_one_line(
     assert code == 2 and len(err) == 1
     assert "task=scene needs scene labels, but data=SaliconDataModule has none" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_table8_and_popout_comparisons_carry_the_conditions_line(tmp_path: Path) -> None:
+    from saliency_probe.report.report_md import build_report
+    from saliency_probe.report.tables import write_csv
+
+    run = tmp_path / "run"
+    (run / "tables").mkdir(parents=True)
+    random_sr = {**PAPER_MODEL, "name": "sr1", "task": "scene",
+                 "conditions": {**PAPER_MODEL["conditions"], "origin": "random", "weights": None}}
+    paper_sp = {**PAPER_MODEL, "name": "sp1",
+                "conditions": {**PAPER_MODEL["conditions"],
+                               "trained_on": {"data_set": "SALICON", "image_size": 224}}}
+    summary = {"models": [random_sr, paper_sp], "probe_conditions": {**PAPER_PROBE, "input_size": 112}}
+    (run / "probe_summary.json").write_text(json.dumps(summary))
+    write_csv(run / "tables/scene_attention.csv",
+              [{"model": "sr1", "prediction": "correct", "nss": 0.3, "ci_low": 0.2, "ci_high": 0.4, "n_images": 3}],
+              ["model", "prediction", "nss", "ci_low", "ci_high", "n_images"])
+    write_csv(run / "tables/popout_models.csv", [{"model": "sp1", "nmm": 0.5}], ["model", "nmm"])
+    report = build_report(run)
+    scene = report.split("## Scene network attention")[1].split("## ")[0]
+    assert "sr1 ↔ Table 8 sr: conditions differ from the paper's: random initialisation" in scene
+    assert "every row: the probe's conditions differ from the paper's: probed at 112 px (paper: 224)." in scene
+    popout = report.split("## Pop-out search arrays")[1].split("## ")[0]
+    assert "sp1 ↔" not in popout  # fine-tuned as the paper's sweep: no line of its own
+    assert "probed at 112 px (paper: 224)" in popout and "OSIE-SR" not in popout  # no regions in Table 4

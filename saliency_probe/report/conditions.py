@@ -92,7 +92,7 @@ def model_differences(model: Mapping[str, Any], row: tuple[str, str]) -> list[st
     if model.get("kind") != "checkpoint":
         return found
     trained = conditions.get("trained_on") or {}
-    expected = PAPER["training_data"]["table7" if row[0] == "table7" else "table3"]
+    expected = PAPER["training_data"]["table7" if row[0] in ("table7", "table8") else "table3"]  # 7, 8: SAL-SCE
     data_set = trained.get("data_set")
     if data_set != expected:
         found.append(f"fine-tuned on {data_set or 'unrecorded data'} (paper: {expected})")
@@ -108,18 +108,19 @@ def model_differences(model: Mapping[str, Any], row: tuple[str, str]) -> list[st
     return found
 
 
-def probe_differences(probe: Mapping[str, Any]) -> list[str]:
-    """How the probe run's own conditions differ from the paper's (the same for every model of the run)."""
+def probe_differences(probe: Mapping[str, Any], regions: bool = True) -> list[str]:
+    """How the probe run's own conditions differ from the paper's (the same for every model of the run);
+    ``regions=False`` for comparisons that do not use the categorised regions (Table 8, the pop-out tables)."""
     if not probe:
         return []
     found = []
-    if probe.get("data_set") != PAPER["probe_data"]:
+    if regions and probe.get("data_set") != PAPER["probe_data"]:
         found.append(f"probed on {probe.get('data_set')} (paper: {PAPER['probe_data']})")
     if probe.get("input_size") is not None and int(probe["input_size"]) != PAPER["input_size"]:
         found.append(f"probed at {int(probe['input_size'])} px (paper: {PAPER['input_size']})")
     if probe.get("precision", "fp32") != PAPER["precision"]:
         found.append(f"{probe.get('precision')} forward (paper: float32)")
-    for key in ("top_k", "threshold"):
+    for key in ("top_k", "threshold") if regions else ():
         if probe.get(key) is not None and float(probe[key]) != float(PAPER[key]):
             found.append(f"{key}={probe[key]} (paper: {PAPER[key]})")
     return found

@@ -202,12 +202,27 @@ def _p(value: Any) -> str:
     return "–" if value is None or not math.isfinite(_number(value)) else f"{_number(value):.2g}"
 
 
-def scene_section(run: Path, paper_values_shown: bool = True) -> list[str]:
+def _named_conditions(names: Sequence[str], models: Sequence[Mapping[str, Any]], row: tuple[str, str],
+                      probe: Mapping[str, Any]) -> list[str]:
+    """Conditions lines of the probed models among ``names`` (compared with ``row``'s experiment) and of the probe
+    run, for a comparison that does not use the categorised regions (Table 8, the pop-out tables)."""
+    entries = [(m, row) for m in models if m.get("name") in set(names) and m.get("kind") != "random"]
+    found = [line for model, r in entries if (line := conditions_line(model, r, {}))]
+    run = probe_differences(probe, regions=False)
+    if run:
+        found.append("every row: the probe's conditions differ from the paper's: " + "; ".join(run) + ".")
+    return [*(f"> **{line}**" if i == 0 else f">\n> **{line}**" for i, line in enumerate(found)), ""] if found else []
+
+
+def scene_section(run: Path, paper_values_shown: bool = True, models: Sequence[Mapping[str, Any]] = (),
+                  probe: Mapping[str, Any] | None = None) -> list[str]:
     csv = run / in_tables(files.SCENE_CSV)
     if not csv.is_file():
         return []
     paper = paper_values()["table8"]["nss"] if paper_values_shown else {}
     lines = ["## Scene network attention (Section 8, Table 8)", ""]
+    if paper_values_shown:
+        lines += _named_conditions([r["model"] for r in read_csv(csv)], models, ("table8", "sr"), probe or {})
     for name in (files.SCENE_CSV, files.SCENE_PER_IMAGE_CSV):
         if (run / in_tables(name)).is_file():
             lines.append(f"- `{in_tables(name)}`: {describe(in_tables(name))}")
@@ -222,9 +237,14 @@ def scene_section(run: Path, paper_values_shown: bool = True) -> list[str]:
     return lines
 
 
-def popout_section(run: Path, paper_values_shown: bool = True) -> list[str]:
+def popout_section(run: Path, paper_values_shown: bool = True, models: Sequence[Mapping[str, Any]] = (),
+                   probe: Mapping[str, Any] | None = None) -> list[str]:
     paper = paper_values()
     lines: list[str] = []
+    if paper_values_shown:
+        shown = [r["model"] for name in (files.POPOUT_MODELS, files.POPOUT_LAYERS, files.POPOUT_SWEEP)
+                 if (run / in_tables(name + ".csv")).is_file() for r in read_csv(run / in_tables(name + ".csv"))]
+        lines += _named_conditions(shown, models, ("table6", "k"), probe or {}) if shown else []
     models = run / in_tables(files.POPOUT_MODELS + ".csv")
     if not paper_values_shown:  # another backbone: the tables themselves, no paper column
         for name in (files.POPOUT_MODELS, files.POPOUT_LAYERS, files.POPOUT_SWEEP):
@@ -394,7 +414,8 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
     conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
     probe = summary.get("probe_conditions") or {}
     for section in (models_section(models, probe), conditions, regions_section(summary), inner_section(run, models, probe),
-                    output_section(run, vgg16), scene_section(run, vgg16), popout_section(run, vgg16),
+                    output_section(run, vgg16), scene_section(run, vgg16, models, probe),
+                    popout_section(run, vgg16, models, probe),
                     files_section(run, produced)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
