@@ -319,7 +319,7 @@ def fake_sweep(root: Path, values: list[str]) -> Path:
         state = {f"trunk.features.{key}": tensor for key, tensor in features.state_dict().items()}
         state["head.weight"] = torch.randn(1, 512, 1, 1)
         run_name = f"finetune.layers={value}"
-        best = job / "checkpoints" / "best.ckpt"
+        best = job / "checkpoints" / "last.ckpt"  # the end of training: what sweep_checkpoint=last probes
         best.parent.mkdir(parents=True)
         torch.save({"state_dict": state, "hyper_parameters": {"run_name": run_name},
                     "saliency_probe": {"format_version": 1, "task": "saliency", "run_name": run_name,
@@ -327,7 +327,7 @@ def fake_sweep(root: Path, values: list[str]) -> Path:
         (job / ".hydra").mkdir()
         (job / ".hydra/overrides.yaml").write_text(f"- finetune.layers={value}\n- task=saliency\n")
         (job / "summary.json").write_text(json.dumps({"task": "saliency", "finetune_layers": value,
-                                                      "best_checkpoint": str(best), "run_name": run_name}))
+                                                      "last_checkpoint": str(best), "run_name": run_name}))
     return root
 
 
