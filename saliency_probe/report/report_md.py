@@ -21,6 +21,9 @@ from typing import Any
 from saliency_probe.io_utils import write_text
 from saliency_probe.report import files
 from saliency_probe.report.files import in_tables
+from saliency_probe.report.output import paper_comparison
+from saliency_probe.report.statistics import DESCRIPTION as FINETUNE_DESCRIPTION
+from saliency_probe.report.statistics import finetune_section
 from saliency_probe.report.tables import format_number, markdown_table, read_csv
 
 #: (file pattern under the run folder, how it was computed). First match wins; unknown files are still listed.
@@ -36,7 +39,9 @@ DESCRIPTIONS: list[tuple[str, str]] = [
      "ANOVA and Tukey tests use)."),
     (in_tables(files.OUTPUT_MD), "the output table with the tests per model."),
     (in_tables(files.OUTPUT_STATISTICS), "Spearman r_s(inner NSS, OS_c) across categories; one-way ANOVA and Tukey HSD "
-     "across categories on per-region OD (and OS); per model, the primary model at the top level."),
+     "across categories on per-region OD (and OS); the two-factor ANOVA (category x measurement: per-region NSS of "
+     "the output and of the ground truth), the paper's test; per model, the primary model at the top level."),
+    (in_tables(files.STATISTICS_FINETUNE), FINETUNE_DESCRIPTION),
     (in_tables(files.SCENE_CSV), "Table 8: NSS of the scene network's mean head-layer map (VGG-16: conv5_3) on held-out images, split "
      "by correct / wrong scene prediction, with a percentile-bootstrap interval of the mean."),
     (in_tables(files.SCENE_PER_IMAGE_CSV), "every held-out image's label, prediction and attention NSS."),
@@ -191,11 +196,7 @@ def output_section(run: Path, paper_values_shown: bool = True) -> list[str]:
         lines += _embed(run / in_tables(files.OUTPUT_MD))
     if statistics.is_file() and paper_values_shown:
         data = json.loads(statistics.read_text(encoding="utf-8"))
-        paper = paper_values()["section6"]
-        spearman, anova = data.get("spearman") or {}, data.get("anova") or {}
-        body = [["Spearman r_s(inner, OS_c)", format_number(spearman.get("r")), format_number(paper["spearman_r"])],
-                ["ANOVA p, per-region OD across categories", _p(anova.get("p")), _p(paper["anova_p_od"])],
-                ["Tukey HSD pairs that differ", str(len(data.get("tukey") or [])), "–"]]
+        body = paper_comparison(data, paper_values()["section6"])
         lines += [f"### {data.get('model')} beside the paper", "", markdown_table(["statistic", "ours", "paper"], body),
                   ""]
     return lines
@@ -392,7 +393,7 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
     notes = [f"- {note}" for note in summary.get("notes", [])]
     conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
     for section in (models_section(models), conditions, regions_section(summary), inner_section(run, models),
-                    output_section(run, vgg16), scene_section(run, vgg16), popout_section(run, vgg16),
+                    finetune_section(run, paper["section5_2"] if vgg16 else None), output_section(run, vgg16), scene_section(run, vgg16), popout_section(run, vgg16),
                     files_section(run, produced)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
