@@ -393,7 +393,8 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
     notes = [f"- {note}" for note in summary.get("notes", [])]
     conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
     for section in (models_section(models), conditions, regions_section(summary), inner_section(run, models),
-                    finetune_section(run, paper["section5_2"] if vgg16 else None), output_section(run, vgg16), scene_section(run, vgg16), popout_section(run, vgg16),
+                    finetune_section(run, paper["section5_2"] if vgg16 else None),
+                    output_section(run, vgg16), scene_section(run, vgg16), popout_section(run, vgg16),
                     files_section(run, produced)):
         lines += section
     return "\n".join(lines).rstrip() + "\n"
