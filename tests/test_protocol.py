@@ -214,7 +214,16 @@ def test_table8_and_popout_comparisons_carry_the_conditions_line(tmp_path: Path)
               [{"model": "sr1", "prediction": "correct", "nss": 0.3, "ci_low": 0.2, "ci_high": 0.4, "n_images": 3}],
               ["model", "prediction", "nss", "ci_low", "ci_high", "n_images"])
     write_csv(run / "tables/popout_models.csv", [{"model": "sp1", "nmm": 0.5}], ["model", "nmm"])
+    random_sp = {**random_sr, "name": "sp0", "task": "saliency"}
+    summary["models"].append(random_sp)
+    (run / "probe_summary.json").write_text(json.dumps(summary))
+    write_csv(run / "tables/output_saliency.csv", [{"model": "sp0", "category": "text", "os": 0.2}],
+              ["model", "category", "os"])
+    (run / "tables/statistics.json").write_text(json.dumps({"model": "sp0", "spearman": {"r": 0.5}}))
     report = build_report(run)
+    section6 = report.split("## Output saliency")[1].split("\n## ")[0]
+    assert "sp0 ↔ Section 6: conditions differ from the paper's: random initialisation" in section6
+    assert "probed at 112 px (paper: 224)" in section6
     scene = report.split("## Scene network attention")[1].split("## ")[0]
     assert "sr1 ↔ Table 8 sr: conditions differ from the paper's: random initialisation" in scene
     assert "every row: the probe's conditions differ from the paper's: probed at 112 px (paper: 224)." in scene

@@ -115,7 +115,7 @@ def test_report_gathers_every_file_with_the_paper_beside_ours(tmp_path: Path) ->
     assert "| sr1 ↔ Table 7 sr | 0.25 (0.47) | 0.75 (0.83) |" in report  # Table 7 sr
     assert "| sp1 ↔ Table 3 1 | 7 (30) | 1 (0) |" in report  # units above T
     assert "| Spearman r_s(inner, OS_c) | 0.50 | 0.96 |" in report
-    assert "| ANOVA p, per-region OD across categories | 0.012 | 9e-09 |" in report
+    assert "| one-way ANOVA p (scipy f_oneway), per-region OD across categories | 0.012 | – |" in report
     assert "| sr1 | correct | 0.346 | [0.200, 0.500] | 9 | 0.12 |" in report
     assert "| sr1 | wrong | 0.100 | [0.000, 0.200] | 3 | 0.11 |" in report
     assert "| sp1 | checkpoint | saliency | 1 |  | Table 3 1 |" in report

@@ -129,6 +129,8 @@ class RegionNSS(_SyncedStates):
     Accumulates, per unit and region category, the sum and the sum of squares of region NSS values and, per
     category, the number of regions that held fixations. ``compute()`` gives the ``(C, K)`` unit means over
     all regions of each category in the data set (NaN only for a category never seen with fixations).
+    A unit whose map is constant on an image (a "dead" map) gives 0 on every region of that image; these zeros
+    enter the means, and :meth:`dead_maps` counts them per unit and category.
 
     Args:
         num_units: ``C``, channels of the probed layer.
@@ -152,6 +154,7 @@ class RegionNSS(_SyncedStates):
         self.add_state("sum", default=torch.zeros(num_units, k, dtype=_F64), dist_reduce_fx="sum")
         self.add_state("sum_sq", default=torch.zeros(num_units, k, dtype=_F64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.zeros(k, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("dead", default=torch.zeros(num_units, k, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("no_fixation_regions", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("no_fixation_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
@@ -235,7 +238,7 @@ class RegionNSS(_SyncedStates):
         self.no_fixation_images += (~has_fixation).sum()
         if regions.membership.shape[1] == 0:
             return
-        values = MF.region_nss_fixated(activations.detach(), regions)  # (B, C, R)
+        values, constant = MF.region_nss_fixated(activations.detach(), regions, return_constant=True)  # (B, C, R)
         values = values.to(device=self.sum.device, dtype=_F64)
         real = categories >= 0
         held = ~torch.isnan(values[:, 0, :])
@@ -246,6 +249,9 @@ class RegionNSS(_SyncedStates):
         self.sum.index_add_(1, index, rows.T)
         self.sum_sq.index_add_(1, index, rows.T.square())
         self.count.index_add_(0, index, torch.ones_like(index))
+        image = torch.arange(keep.shape[0], device=keep.device)[:, None].expand_as(keep)[keep]  # (n,)
+        dead = constant.to(self.dead.device)[image].to(torch.long)  # (n, C): the region's image's dead maps
+        self.dead.index_add_(1, index, dead.T)
 
     def compute(self) -> Tensor:
         """``(C, K)`` mean region NSS per unit and category; NaN columns for categories never seen."""
@@ -273,6 +279,12 @@ class RegionNSS(_SyncedStates):
             mean = self.sum / count.clamp(min=1)
             var = ((self.sum_sq - count * mean.square()) / (count - ddof)).clamp(min=0)
             return torch.where(count > ddof, var.sqrt(), torch.full_like(var, float("nan")))
+
+    def dead_maps(self) -> Tensor:
+        """``(C, K)`` number of the category's fixated regions on whose image the unit's map was constant (up to
+        rounding noise): the region NSS values that are 0 because the map is dead, all inside the means."""
+        with self._synced():
+            return self.dead.clone()
 
     def region_counts(self) -> Tensor:
         """``(K,)`` number of regions of each category that held fixations (the means' denominators)."""

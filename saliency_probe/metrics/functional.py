@@ -188,13 +188,17 @@ def fixated_regions(fixation_map: Tensor, region_masks: Tensor | Sequence[Tensor
     return FixatedRegions(image, ys, xs, membership, batch, size)
 
 
-def region_nss_fixated(activations: Tensor, regions: FixatedRegions) -> Tensor:
+def region_nss_fixated(
+    activations: Tensor, regions: FixatedRegions, return_constant: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """:func:`region_nss` for regions given as :class:`FixatedRegions`: the same values, without masks.
 
     Each fixated pixel moves to the small map as its (at most 4) bilinear taps, per region; the projected
     regions are summed against the centred maps in the same cache-sized pass that computes the maps' mean
     and std. Returns ``(B, C, R)`` float64 (float32 on MPS): NaN where a region holds no fixation, 0 for a
-    constant map.
+    constant map. With ``return_constant``, also the ``(B, C)`` booleans of the maps that were constant (up to
+    the rounding noise of their dtype, :class:`~saliency_probe.metrics.resize.MapStats`): the "dead" maps whose
+    values are 0.
     """
     _check_maps("activations", activations)
     if activations.dim() != 4 or activations.shape[0] != regions.batch:
@@ -205,7 +209,10 @@ def region_nss_fixated(activations: Tensor, regions: FixatedRegions) -> Tensor:
     device, acc = activations.device, accumulation_dtype(activations.device)
     B, R = regions.batch, regions.membership.shape[1]
     if R == 0:
-        return torch.empty(B, activations.shape[1], 0, dtype=acc, device=device)
+        empty = torch.empty(B, activations.shape[1], 0, dtype=acc, device=device)
+        if return_constant:
+            return empty, MapStats(activations, (H, W)).constant
+        return empty
     small = (H, W) if h > H or w > W else (h, w)  # MapStats resizes larger maps to the fixations' size
     image, membership = regions.image.to(device), regions.membership.to(device)
     counts = torch.zeros(B, R, dtype=acc, device=device).index_add_(0, image, membership.to(acc))
@@ -213,7 +220,8 @@ def region_nss_fixated(activations: Tensor, regions: FixatedRegions) -> Tensor:
         image, regions.ys.to(device), regions.xs.to(device), membership, B, small, (H, W)
     )
     stats = MapStats(activations, (H, W), projections=projected)
-    return stats.zscored_means(stats.sums, counts[:, None, :], trailing=1)
+    values = stats.zscored_means(stats.sums, counts[:, None, :], trailing=1)
+    return (values, stats.constant) if return_constant else values
 
 
 def region_nss(activations: Tensor, fixation_map: Tensor, region_masks: Tensor) -> Tensor:

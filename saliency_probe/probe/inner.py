@@ -18,23 +18,28 @@ from omegaconf import DictConfig
 
 from saliency_probe.data.osie_sr import OsieSrDataset
 from saliency_probe.data.popout_datamodule import data_is_popout
-from saliency_probe.io_utils import safe_name, write_text
+from saliency_probe.io_utils import safe_name, write_json, write_text
 from saliency_probe.metrics import functional as MF
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.module import RegionProbeModule
-from saliency_probe.probe.options import ControlsOptions, FiguresOptions
+from saliency_probe.probe.options import ControlsOptions, FiguresOptions, OutputOptions
 from saliency_probe.probe.registry import Analysis, register_analysis
 from saliency_probe.probe.results import LayerResult, results_from_arrays, save_results
 from saliency_probe.probe.sources import TrunkSource
+from saliency_probe.probe.stats import finetune_statistics
+from saliency_probe.probe.unit_figures import reference_source
 from saliency_probe.report import files
 from saliency_probe.report.figures import save_figure
 from saliency_probe.report.inner import UnitPanel, improvement_figure, inner_markdown, unit_panels
+from saliency_probe.report.statistics import finetune_lines
 from saliency_probe.report.tables import write_csv
 
 
 def columns(top_k: int = 10) -> list[str]:
-    """CSV columns: the paper's statistics first, then the shuffled-region control and a control flag."""
+    """CSV columns: the paper's statistics first, then the shuffled-region control, a control flag and the
+    number of dead maps (``dead_maps``: the (unit, region) values of the row's layer and category that are 0
+    because the unit's map was constant on the region's image; they are inside the means)."""
     stat = f"top{top_k}_mean_nss"
     return [
         "model",
@@ -46,6 +51,7 @@ def columns(top_k: int = 10) -> list[str]:
         f"shuffled_{stat}",
         "shuffled_n_above_threshold",
         "control",
+        "dead_maps",
     ]
 
 
@@ -88,9 +94,98 @@ def inner_rows(
                         int(shuffled_above[k]) if result.shuffled_means is not None else float("nan")
                     ),
                     "control": bool(control),
+                    "dead_maps": (
+                        int(result.dead_maps[:, k].sum()) if result.dead_maps is not None else float("nan")
+                    ),
                 }
             )
     return rows
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Section 5.2: are the fine-tuning improvements different across categories?
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _is_tuned(source: TrunkSource) -> bool | None:
+    """True for a checkpoint whose trunk was fine-tuned, False for anything else, None when a checkpoint does
+    not record how many layers it tuned."""
+    if source.control or source.kind != "checkpoint":
+        return False
+    layers = str(source.info.get("finetune_layers"))
+    return None if layers in ("None", "") else layers != "0"
+
+
+def finetune_payload(
+    sources: Sequence[TrunkSource],
+    per_model: dict[str, dict[str, LayerResult]],
+    categories: Sequence[str],
+    layer: str,
+    top_k: int,
+    alpha: float,
+) -> dict[str, Any]:
+    """``statistics_finetune.json``: Section 5.2's tests for every fine-tuned checkpoint against setup I.
+
+    Setup I is the trunk before fine-tuning: a probed ``backbone.weights`` model, else a checkpoint with
+    ``finetune_layers`` 0 (the rule of the unit figures, :func:`~saliency_probe.probe.unit_figures.
+    reference_source`). For every other checkpoint with fine-tuned layers: :func:`~saliency_probe.probe.stats.
+    finetune_statistics` of its ``layer`` unit means against setup I's. ``skipped`` (the whole file) and each
+    model's ``skipped`` say why a test was not run; nothing is left out silently.
+    """
+    reference = reference_source(sources)
+    tuned = [s for s in sources if _is_tuned(s)]
+    unknown = [s.name for s in sources if _is_tuned(s) is None]
+    payload: dict[str, Any] = {
+        "test": "Section 5.2: one-way ANOVA (scipy.stats.f_oneway) and Tukey HSD (scipy.stats.tukey_hsd) across "
+                "categories of the rank-matched top-k improvements, per fine-tuned model",
+        "layer": layer,
+        "top_k": int(top_k),
+        "alpha": float(alpha),
+        "reference": None,
+        "skipped": None,
+        "models": {},
+        "not_tested": {name: "the checkpoint does not record finetune_layers" for name in unknown},
+        "method": {
+            "values": f"per category, the i-th largest {layer} unit mean (Eq. 1 averaged over the category's "
+                      f"regions) of the fine-tuned trunk minus the i-th largest of setup I, i = 1..{top_k}; "
+                      f"their mean is the change of the top-{top_k} mean NSS (Table 3, Fig. 4)",
+            "setup_I": "the trunk before fine-tuning: a probed backbone.weights model, else a checkpoint with "
+                       "finetune_layers 0",
+            "anova": "scipy.stats.f_oneway across the categories with >= 2 finite values",
+            "tukey": f"scipy.stats.tukey_hsd on the same groups; pairs with p < {alpha:g} (output.alpha)",
+            "differs_from_all": "tested categories whose Tukey pairs with every other tested category differ",
+        },
+    }
+    if not tuned:
+        payload["skipped"] = ("no fine-tuned checkpoint among the probed models (a checkpoint with "
+                              "finetune_layers other than 0)")
+        return payload
+    if reference is None:
+        payload["skipped"] = ("no setup I model (the trunk before fine-tuning): probe a backbone.weights model "
+                              "or a finetune.layers=0 checkpoint beside the fine-tuned ones")
+        return payload
+    payload["reference"] = {"name": reference.name, "kind": reference.kind,
+                            "finetune_layers": reference.info.get("finetune_layers")}
+    before = per_model.get(reference.name, {}).get(layer)
+    if before is None:
+        payload["skipped"] = f"setup I model {reference.name} has no probed layer {layer}"
+        return payload
+    for source in tuned:
+        entry: dict[str, Any] = {"task": source.info.get("task"), "finetune_layers": source.info.get("finetune_layers"),
+                                 "skipped": None}
+        after = per_model.get(source.name, {}).get(layer)
+        if after is None:
+            entry["skipped"] = f"layer {layer} was not probed for this model"
+        elif np.shape(after.unit_means) != np.shape(before.unit_means):
+            entry["skipped"] = (f"{np.shape(after.unit_means)[0]} units against setup I's "
+                                f"{np.shape(before.unit_means)[0]} at {layer}")
+        else:
+            entry.update(finetune_statistics(after.unit_means, before.unit_means, categories, top_k, alpha))
+            if entry["anova"]["F"] is None:
+                entry["skipped"] = ("fewer than 2 categories with >= 2 finite values (or constant values): "
+                                    f"categories tested {entry['anova']['categories']}")
+        payload["models"][source.name] = entry
+    return payload
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -231,6 +326,8 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
     figures = context.options("figures", FiguresOptions)
     figure_layers = context.architecture.ordered(list(figures.layers or layers)) if figures.enabled else []
     shuffled = context.options("controls", ControlsOptions).shuffled_regions
+    improvement_layer = context.architecture.ordered([str(figures.improvement_layer or layers[-1])])[0]
+    alpha = context.options("output", OutputOptions).alpha
 
     all_rows: list[dict[str, Any]] = []
     per_model: dict[str, dict[str, LayerResult]] = {}
@@ -260,6 +357,7 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
 
     models = [s.name for s in context.sources]
     controls = [s.name for s in context.sources if s.control]
+    finetune = finetune_payload(context.sources, per_model, categories, improvement_layer, top_k, alpha)
     if context.is_global_zero:
         column_names = columns(top_k)
         header = (
@@ -272,8 +370,9 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
         written.append(str(write_text(context.tables_dir / files.INNER_MD, text)))
         context.log_table("inner/representation", all_rows, column_names)
         primary = [m for m in models if m not in controls]
+        written.append(str(write_json(context.tables_dir / files.STATISTICS_FINETUNE, finetune)))
         if figures.enabled and len(primary) > 1:
-            layer = context.architecture.ordered([str(figures.improvement_layer or layers[-1])])[0]
+            layer = improvement_layer
             figure = improvement_figure(all_rows, primary, layer, categories, top_k)
             if figure is not None:
                 png = save_figure(figure, context.figures_dir / files.inner_improvement_png(layer))
@@ -281,6 +380,7 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
                 context.log_image(f"inner/improvement/{layer}", png)
     lines = summary_lines(all_rows, models, layers[-1], categories, top_k)
     lines.append(f"{len(dataset)} images; {excluded_text(per_model)}")
+    lines.extend(finetune_lines(finetune))
     return AnalysisResult(
         summary={
             "layers": layers,
@@ -288,8 +388,9 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
             "threshold": threshold,
             "images": len(dataset),
             "csv": str(context.tables_dir / files.INNER_CSV),
+            "statistics_finetune": str(context.tables_dir / files.STATISTICS_FINETUNE),
         },
         lines=lines,
         files=written,
-        data={"rows": all_rows, "unit_results": per_model, "categories": categories},
+        data={"rows": all_rows, "unit_results": per_model, "categories": categories, "statistics_finetune": finetune},
     )

@@ -110,6 +110,7 @@ class RegionProbeModule(ProbePass):
             metric = self.region_nss[group]
             means, std = metric.compute().cpu().numpy(), metric.unit_std().cpu().numpy()
             counts = metric.region_counts().cpu().numpy()[:k]
+            dead = metric.dead_maps().cpu().numpy()
             excluded_regions = metric.excluded_regions
             if self.shuffled_control:  # each region without fixations was counted twice (and its copy)
                 excluded_regions //= 2
@@ -124,6 +125,7 @@ class RegionProbeModule(ProbePass):
                     excluded_regions=excluded_regions,
                     excluded_images=metric.excluded_images,
                     shuffled_means=means[units, k:] if self.shuffled_control else None,
+                    dead_maps=dead[units, :k],
                 )
         self.results = {layer: results[layer] for layer in self.layers}
         return results_to_arrays(self.results, self.categories)

@@ -14,7 +14,11 @@ from saliency_probe.io_utils import write_npz
 
 @dataclass
 class LayerResult:
-    """What one layer's probe yields (numpy, on CPU; ``K`` categories, ``C`` units)."""
+    """What one layer's probe yields (numpy, on CPU; ``K`` categories, ``C`` units).
+
+    ``dead_maps`` ``(C, K)``: per unit and category, the fixated regions whose image gave the unit a constant
+    map (Eq. 1 = 0 there, inside ``unit_means``); None when read from a file written before it was recorded.
+    """
 
     unit_means: np.ndarray
     unit_std: np.ndarray
@@ -22,6 +26,7 @@ class LayerResult:
     excluded_regions: int
     excluded_images: int
     shuffled_means: np.ndarray | None = None
+    dead_maps: np.ndarray | None = None
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         out = {
@@ -32,6 +37,8 @@ class LayerResult:
         }
         if self.shuffled_means is not None:
             out[f"{prefix}shuffled_unit_means"] = self.shuffled_means
+        if self.dead_maps is not None:
+            out[f"{prefix}dead_maps"] = self.dead_maps
         return out
 
 
@@ -50,7 +57,7 @@ def results_from_arrays(data: Mapping[str, np.ndarray]) -> tuple[dict[str, Layer
     results = {}
     for layer in (str(name) for name in data["layers"]):
         excluded = data[f"{layer}.excluded"]
-        shuffled_key = f"{layer}.shuffled_unit_means"
+        shuffled_key, dead_key = f"{layer}.shuffled_unit_means", f"{layer}.dead_maps"
         results[layer] = LayerResult(
             unit_means=np.asarray(data[f"{layer}.unit_means"]),
             unit_std=np.asarray(data[f"{layer}.unit_std"]),
@@ -58,6 +65,7 @@ def results_from_arrays(data: Mapping[str, np.ndarray]) -> tuple[dict[str, Layer
             excluded_regions=int(excluded[0]),
             excluded_images=int(excluded[1]),
             shuffled_means=np.asarray(data[shuffled_key]) if shuffled_key in keys else None,
+            dead_maps=np.asarray(data[dead_key]) if dead_key in keys else None,
         )
     return results, categories
 

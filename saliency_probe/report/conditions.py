@@ -32,8 +32,8 @@ TABLE7_ROLES = ("pt", "sp", "sr")
 
 
 def table_title(key: str) -> str:
-    """``table7`` -> ``Table 7`` (the keys of ``paper_values.json``)."""
-    return key.replace("table", "Table ")
+    """``table7`` -> ``Table 7``, ``section6`` -> ``Section 6`` (the keys of ``paper_values.json``)."""
+    return key.replace("table", "Table ").replace("section", "Section ")
 
 
 def _info(model: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def conditions_line(model: Mapping[str, Any], row: tuple[str, str], probe: Mappi
     found = model_differences(model, row) + probe_differences(probe)
     if not found:
         return None
-    return f"{model['name']} ↔ {table_title(row[0])} {row[1]}: conditions differ from the paper's: " + "; ".join(found) + "."
+    return f"{model['name']} ↔ {(table_title(row[0]) + ' ' + row[1]).strip()}: conditions differ from the paper's: " + "; ".join(found) + "."
 
 
 def describe_conditions(model: Mapping[str, Any], probe: Mapping[str, Any]) -> str:

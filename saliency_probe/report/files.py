@@ -16,6 +16,8 @@ MANIFEST = "manifest.json"
 # inner representations (Eq. 1, Section 4.3; Tables 2, 3, 7; Figs. 3, 4)
 INNER_CSV = "inner_representation.csv"
 INNER_MD = "inner_representation.md"
+#: Section 5.2: ANOVA and Tukey HSD across categories of the fine-tuning improvements, per fine-tuned model.
+STATISTICS_FINETUNE = "statistics_finetune.json"
 
 
 def inner_units_npz(model: str) -> str:

@@ -2,7 +2,9 @@
 and its console lines, from plain rows, statistics dicts and arrays (docs/analyses.md describes them).
 
 A row is one ``output_saliency.csv`` row (``model, category, inner_nss, os, od, n_regions``); a model's
-statistics are its ``statistics.json`` entry (``spearman``, ``anova``, ``tukey``, ``anova_os``, ``tukey_os``).
+statistics are its ``statistics.json`` entry (``spearman``, ``anova``, ``tukey``, ``anova_os``, ``tukey_os``,
+``anova_two_factor``). Every test is named; the paper's p (Section 6: 9e-9) belongs to the two-factor ANOVA's
+category x measurement interaction and is printed beside that term only (:func:`paper_comparison`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,57 @@ from matplotlib.figure import Figure
 
 from saliency_probe.report.tables import format_number, markdown_table
 
-__all__ = ["output_markdown", "output_lines", "fig7"]
+__all__ = ["output_markdown", "output_lines", "fig7", "two_factor_term", "two_factor_text", "paper_comparison"]
+
+#: The two-factor ANOVA's term that the paper's Section 6 p is compared with (saliency_probe.probe.stats).
+PAPER_TERM = "category:measurement"
 
 
 def _p(value: float | None) -> str:
     """A p-value with 2 significant digits, an en dash for None."""
     return "–" if value is None else f"{value:.2g}"
+
+
+def two_factor_term(anova: Mapping[str, Any] | None, term: str = PAPER_TERM) -> Mapping[str, Any] | None:
+    """One term's row (``{term, df, sum_sq, F, p}``) of a two-factor ANOVA entry, None when absent."""
+    for row in (anova or {}).get("terms") or []:
+        if row.get("term") == term:
+            return row
+    return None
+
+
+def two_factor_text(anova: Mapping[str, Any] | None) -> str:
+    """The two-factor ANOVA in one line: each term's F(df, residual df) and p, or why it was not run."""
+    if not anova or not anova.get("terms"):
+        return "two-factor ANOVA (category x measurement): not run (fewer than 2 categories with >= 2 regions)"
+    residual = two_factor_term(anova, "residual") or {}
+    parts = [f"{row['term']} F({row['df']}, {residual.get('df')}) = {format_number(row['F'])}, p = {_p(row['p'])}"
+             for row in anova["terms"] if row["term"] != "residual"]
+    return (f"two-factor ANOVA (category x measurement {'/'.join(anova['levels']['measurement'])}, "
+            f"{anova.get('sums_of_squares')} sums of squares, statsmodels) on per-region NSS: " + "; ".join(parts))
+
+
+def paper_comparison(statistics: Mapping[str, Any], paper: Mapping[str, Any]) -> list[list[str]]:
+    """Rows ``[statistic, ours, paper]`` of one model's tests beside the paper's Section 6 values.
+
+    ``paper`` is ``paper_values.json``'s ``section6``. Its ANOVA p goes beside the two-factor ANOVA's
+    category x measurement interaction, the test the paper describes ("measurements and clusters as
+    factors"); the one-way ANOVA on OD and the main effects have no paper value.
+    """
+    spearman, anova = statistics.get("spearman") or {}, statistics.get("anova") or {}
+    two_factor = statistics.get("anova_two_factor")
+    interaction = two_factor_term(two_factor) or {}
+    rows = [["Spearman r_s(inner, OS_c)", format_number(spearman.get("r")), format_number(paper["spearman_r"])],
+            ["one-way ANOVA p (scipy f_oneway), per-region OD across categories", _p(anova.get("p")), "–"],
+            ["Tukey HSD pairs that differ (per-region OD)", str(len(statistics.get("tukey") or [])), "–"]]
+    if two_factor is not None:
+        kind = two_factor.get("sums_of_squares", "")
+        rows.append([f"two-factor ANOVA p (statsmodels, {kind} SS), category x measurement interaction: the "
+                     "paper's test", _p(interaction.get("p")), _p(paper["anova_p_od"])])
+        for term in ("category", "measurement"):
+            row = two_factor_term(two_factor, term) or {}
+            rows.append([f"two-factor ANOVA p, {term} main effect", _p(row.get("p")), "–"])
+    return rows
 
 
 def output_markdown(rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, Mapping[str, Any]], header: str,
@@ -49,23 +96,28 @@ def output_markdown(rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, 
         rs, anova = summary["spearman"], summary["anova"]
         lines.append(f"- Spearman r_s(inner, OS) = {format_number(rs['r'])} (p = {_p(rs['p'])}, "
                      f"{rs['n_categories']} categories)")
-        lines.append(f"- ANOVA on per-region OD: F({anova['df_between']}, {anova['df_within']}) = "
-                     f"{format_number(anova['F'])}, p = {_p(anova['p'])}; Tukey HSD pairs that differ: "
-                     + (", ".join(f"{p['a']}/{p['b']}" for p in summary["tukey"]) or "none"))
+        lines.append(f"- one-way ANOVA (scipy f_oneway) on per-region OD: F({anova['df_between']}, "
+                     f"{anova['df_within']}) = {format_number(anova['F'])}, p = {_p(anova['p'])}; Tukey HSD pairs "
+                     "that differ: " + (", ".join(f"{p['a']}/{p['b']}" for p in summary["tukey"]) or "none"))
         anova_os = summary["anova_os"]
-        lines.append(f"- ANOVA on per-region OS: F = {format_number(anova_os['F'])}, p = {_p(anova_os['p'])}; "
+        lines.append(f"- one-way ANOVA on per-region OS: F = {format_number(anova_os['F'])}, p = {_p(anova_os['p'])}; "
                      f"Tukey pairs that differ: {len(summary['tukey_os'])}")
+        if "anova_two_factor" in summary:
+            lines.append(f"- {two_factor_text(summary['anova_two_factor'])}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def output_lines(statistics: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The console summary: one line per model (r_s, the ANOVA p on OD, the Tukey pairs that differ)."""
+    """The console summary: one line per model (r_s, the one-way ANOVA p on OD, the Tukey pairs that differ, the
+    two-factor interaction's p)."""
     lines = []
     for model, summary in statistics.items():
         rs = summary["spearman"]
-        lines.append(f"{model}: r_s(inner, OS) = {format_number(rs['r'])} (p {_p(rs['p'])}); ANOVA OD p = "
-                     f"{_p(summary['anova']['p'])}; {len(summary['tukey'])} Tukey pair(s) differ")
+        interaction = two_factor_term(summary.get("anova_two_factor")) or {}
+        lines.append(f"{model}: r_s(inner, OS) = {format_number(rs['r'])} (p {_p(rs['p'])}); one-way ANOVA OD p = "
+                     f"{_p(summary['anova']['p'])}; {len(summary['tukey'])} Tukey pair(s) differ; two-factor "
+                     f"category x measurement p = {_p(interaction.get('p'))}")
     return lines
 
 
@@ -121,7 +173,7 @@ def fig7(
     bars.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     bars.set_ylabel("OD_c (mean |NSS pred - NSS GT|)")
     anova = summary["anova"]
-    bars.set_title(f"ANOVA p = {_p(anova['p'])}", fontsize=9)
+    bars.set_title(f"one-way ANOVA p = {_p(anova['p'])}", fontsize=9)
     if example is not None:
         panels = [("image", example["image"], None), ("ground truth", example["gt"], "gray"),
                   ("prediction", example["prediction"], "gray")]

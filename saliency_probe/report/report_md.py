@@ -29,6 +29,9 @@ from saliency_probe.report.conditions import (
     table_title,
 )
 from saliency_probe.report.files import in_tables
+from saliency_probe.report.output import paper_comparison
+from saliency_probe.report.statistics import DESCRIPTION as FINETUNE_DESCRIPTION
+from saliency_probe.report.statistics import finetune_section
 from saliency_probe.report.tables import format_number, markdown_table, read_csv
 
 #: (file pattern under the run folder, how it was computed). First match wins; unknown files are still listed.
@@ -44,7 +47,9 @@ DESCRIPTIONS: list[tuple[str, str]] = [
      "ANOVA and Tukey tests use)."),
     (in_tables(files.OUTPUT_MD), "the output table with the tests per model."),
     (in_tables(files.OUTPUT_STATISTICS), "Spearman r_s(inner NSS, OS_c) across categories; one-way ANOVA and Tukey HSD "
-     "across categories on per-region OD (and OS); per model, the primary model at the top level."),
+     "across categories on per-region OD (and OS); the two-factor ANOVA (category x measurement: per-region NSS of "
+     "the output and of the ground truth), the paper's test; per model, the primary model at the top level."),
+    (in_tables(files.STATISTICS_FINETUNE), FINETUNE_DESCRIPTION),
     (in_tables(files.SCENE_CSV), "Table 8: NSS of the scene network's mean head-layer map (VGG-16: conv5_3) on held-out images, split "
      "by correct / wrong scene prediction, with a percentile-bootstrap interval of the mean."),
     (in_tables(files.SCENE_PER_IMAGE_CSV), "every held-out image's label, prediction and attention NSS."),
@@ -175,7 +180,8 @@ def inner_section(run: Path, models: Sequence[Mapping[str, Any]], probe: Mapping
     return lines
 
 
-def output_section(run: Path, paper_values_shown: bool = True) -> list[str]:
+def output_section(run: Path, paper_values_shown: bool = True, models: Sequence[Mapping[str, Any]] = (),
+                   probe: Mapping[str, Any] | None = None) -> list[str]:
     csv, statistics = run / in_tables(files.OUTPUT_CSV), run / in_tables(files.OUTPUT_STATISTICS)
     if not csv.is_file():
         return []
@@ -188,13 +194,10 @@ def output_section(run: Path, paper_values_shown: bool = True) -> list[str]:
         lines += _embed(run / in_tables(files.OUTPUT_MD))
     if statistics.is_file() and paper_values_shown:
         data = json.loads(statistics.read_text(encoding="utf-8"))
-        paper = paper_values()["section6"]
-        spearman, anova = data.get("spearman") or {}, data.get("anova") or {}
-        body = [["Spearman r_s(inner, OS_c)", format_number(spearman.get("r")), format_number(paper["spearman_r"])],
-                ["ANOVA p, per-region OD across categories", _p(anova.get("p")), _p(paper["anova_p_od"])],
-                ["Tukey HSD pairs that differ", str(len(data.get("tukey") or [])), "–"]]
-        lines += [f"### {data.get('model')} beside the paper", "", markdown_table(["statistic", "ours", "paper"], body),
-                  ""]
+        body = paper_comparison(data, paper_values()["section6"])
+        lines += [f"### {data.get('model')} beside the paper", "",
+                  *_named_conditions([str(data.get("model"))], models, ("section6", ""), probe or {}, regions=True),
+                  markdown_table(["statistic", "ours", "paper"], body), ""]
     return lines
 
 
@@ -203,12 +206,12 @@ def _p(value: Any) -> str:
 
 
 def _named_conditions(names: Sequence[str], models: Sequence[Mapping[str, Any]], row: tuple[str, str],
-                      probe: Mapping[str, Any]) -> list[str]:
+                      probe: Mapping[str, Any], regions: bool = False) -> list[str]:
     """Conditions lines of the probed models among ``names`` (compared with ``row``'s experiment) and of the probe
-    run, for a comparison that does not use the categorised regions (Table 8, the pop-out tables)."""
+    run; ``regions=False`` for comparisons that do not use the categorised regions (Table 8, the pop-out tables)."""
     entries = [(m, row) for m in models if m.get("name") in set(names) and m.get("kind") != "random"]
     found = [line for model, r in entries if (line := conditions_line(model, r, {}))]
-    run = probe_differences(probe, regions=False)
+    run = probe_differences(probe, regions=regions)
     if run:
         found.append("every row: the probe's conditions differ from the paper's: " + "; ".join(run) + ".")
     return [*(f"> **{line}**" if i == 0 else f">\n> **{line}**" for i, line in enumerate(found)), ""] if found else []
@@ -414,7 +417,8 @@ def build_report(run_dir: str | Path, models: Sequence[Mapping[str, Any]] | None
     conditions = ["## What this run changed or left out", "", *notes, ""] if notes else []
     probe = summary.get("probe_conditions") or {}
     for section in (models_section(models, probe), conditions, regions_section(summary), inner_section(run, models, probe),
-                    output_section(run, vgg16), scene_section(run, vgg16, models, probe),
+                    finetune_section(run, paper["section5_2"] if vgg16 else None),
+                    output_section(run, vgg16, models, probe), scene_section(run, vgg16, models, probe),
                     popout_section(run, vgg16, models, probe),
                     files_section(run, produced)):
         lines += section
