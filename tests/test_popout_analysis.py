@@ -22,10 +22,10 @@ from PIL import Image
 from saliency_probe.data.popout_datamodule import PopoutDataModule
 from saliency_probe.data.popout_generator import generate_popout
 from saliency_probe.data.popout_reader import PopoutDataset
-from saliency_probe.models.backbone import TRUNK_END
+from saliency_probe.models.backbone import TRUNK_END, build_trunk
 from saliency_probe.probe.model_specs import resolve_model
 from saliency_probe.probe.options import PopoutOptions, read_options
-from saliency_probe.probe.popout import map_models, model_rows, score_models
+from saliency_probe.probe.popout import example_ids, fig9_panels, map_models, model_rows, score_models
 from saliency_probe.probe.popout_metrics import (
     fixations_to_find,
     image_rng,
@@ -35,6 +35,7 @@ from saliency_probe.probe.popout_metrics import (
     target_nmm,
 )
 from saliency_probe.probe.runner import run_probe
+from saliency_probe.report.popout import fig9_figure
 from saliency_probe.report.tables import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -415,10 +416,6 @@ def naive_unit_nmms(weights: Path, item: dict, end: int = 19) -> np.ndarray:
 def test_fig9_shows_each_array_its_mask_and_the_best_matching_conv4_1_units(
     tmp_path: Path, popout_root: Path, weights_file: Path
 ) -> None:
-    from saliency_probe.probe.popout import example_ids, fig9_panels
-    from saliency_probe.report.popout import fig9_figure
-    from saliency_probe.models.backbone import build_trunk
-
     overrides = [*QUIET, "analyses=[popout]", "data=popout", f"data.root={popout_root}",
                  f"backbone.weights={weights_file}", "popout.models=[spectral_residual]", "popout.image_size=64",
                  "layers=[conv5_3]", "popout.units=false", "popout.fig9_arrays=3", "popout.fig9_units=2"]
