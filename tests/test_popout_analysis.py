@@ -1,5 +1,6 @@
 """The pop-out analysis: per-image scores on hand-built arrays, BMS on colour singletons, the data module, and
-`probe.py analyses=[popout]` end to end (tables against independent recomputations, a sweep for Table 6)."""
+`probe.py analyses=[popout]` end to end (tables against independent recomputations, a sweep for Table 6), and
+Fig. 9 (the best-matching conv4_1 units against a naive per-array NMM)."""
 
 from __future__ import annotations
 
