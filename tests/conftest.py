@@ -42,3 +42,16 @@ def osie_root() -> Path:
     if not (OSIE_ROOT / "data" / "eye" / "fixations.mat").is_file():
         pytest.skip(f"real OSIE data not found at {OSIE_ROOT}")
     return OSIE_ROOT
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local VGG-16 state dict saved from torchvision (its ``features.*`` part: the trunk needs no classifier),
+    for tests that start from "pretrained" weights without a download."""
+    import torchvision
+
+    torch.manual_seed(7)
+    state = torchvision.models.vgg16(weights=None).state_dict()
+    path = tmp_path_factory.mktemp("weights") / "vgg16_seed7.pth"
+    torch.save({key: value for key, value in state.items() if key.startswith("features.")}, path)
+    return path

@@ -1,5 +1,6 @@
 """The pop-out analysis: per-image scores on hand-built arrays, BMS on colour singletons, the data module, and
-`probe.py analyses=[popout]` end to end (tables against independent recomputations, a sweep for Table 6)."""
+`probe.py analyses=[popout]` end to end (tables against independent recomputations, a sweep for Table 6), and
+Fig. 9 (the best-matching conv4_1 units against a naive per-array NMM)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ from PIL import Image
 from saliency_probe.data.popout_datamodule import PopoutDataModule
 from saliency_probe.data.popout_generator import generate_popout
 from saliency_probe.data.popout_reader import PopoutDataset
-from saliency_probe.models.backbone import TRUNK_END
+from saliency_probe.models.backbone import TRUNK_END, build_trunk
 from saliency_probe.probe.model_specs import resolve_model
 from saliency_probe.probe.options import PopoutOptions, read_options
-from saliency_probe.probe.popout import map_models, model_rows, score_models
+from saliency_probe.probe.popout import example_ids, fig9_panels, map_models, model_rows, score_models
 from saliency_probe.probe.popout_metrics import (
     fixations_to_find,
     image_rng,
@@ -35,6 +36,7 @@ from saliency_probe.probe.popout_metrics import (
     target_nmm,
 )
 from saliency_probe.probe.runner import run_probe
+from saliency_probe.report.popout import fig9_figure
 from saliency_probe.report.tables import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,16 +225,6 @@ def popout_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_popout(tmp_path_factory.mktemp("popout") / "set", **SET)
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A VGG-16 state_dict saved from torchvision (its ``features.*`` part: the trunk needs no classifier)."""
-    torch.manual_seed(7)
-    state = torchvision.models.vgg16(weights=None).state_dict()
-    path = tmp_path_factory.mktemp("weights") / "vgg16_seed7.pth"
-    torch.save({key: value for key, value in state.items() if key.startswith("features.")}, path)
-    return path
-
-
 def naive_top10_conv5_3(weights: Path, root: Path, image_size: int) -> float:
     """Table 5 at conv5_3 from the definitions: torchvision VGG-16 to the ReLU after conv5_3, every unit map
     resized bilinearly to the array, z-scored, averaged over the target; mean per unit over the arrays with
@@ -393,3 +385,64 @@ def test_auto_analyses_run_popout_only_with_popout_data() -> None:
         assert applies(compose("probe", overrides=["data=popout"]), [])
         assert not applies(compose("probe"), [])  # the default OSIE-SR data
         assert applies(compose("probe", overrides=["popout.root=/some/arrays"]), [])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Fig. 9: arrays, target masks and the best-matching conv4_1 unit maps
+# ------------------------------------------------------------------------------------------------------------
+
+
+def naive_unit_nmms(weights: Path, item: dict, end: int = 19) -> np.ndarray:
+    """Eq. 4 of every conv4_1 unit on one array from the definitions: torchvision VGG-16 to the ReLU after
+    conv4_1 (``features[:19]``), each map resized bilinearly to the array, z-scored (population std), averaged
+    over the target mask."""
+    vgg = torchvision.models.vgg16(weights=None)
+    vgg.load_state_dict(torch.load(weights, weights_only=True), strict=False)
+    with torch.no_grad():
+        maps = vgg.features[:end].eval()(item["image"][None]).double()
+    full = F.interpolate(maps, size=item["target_mask"].shape, mode="bilinear", align_corners=False)[0].numpy()
+    return np.array([naive_nmm(unit, item["target_mask"]) if unit.std() > 0 else 0.0 for unit in full])
+
+
+def test_fig9_shows_each_array_its_mask_and_the_best_matching_conv4_1_units(
+    tmp_path: Path, popout_root: Path, weights_file: Path
+) -> None:
+    overrides = [*QUIET, "analyses=[popout]", "data=popout", f"data.root={popout_root}",
+                 f"backbone.weights={weights_file}", "popout.models=[spectral_residual]", "popout.image_size=64",
+                 "layers=[conv5_3]", "popout.units=false", "popout.fig9_arrays=3", "popout.fig9_units=2"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("probe", overrides=overrides)
+    cwd = Path.cwd()
+    (tmp_path / "run").mkdir()
+    os.chdir(tmp_path / "run")
+    try:
+        summary = run_probe(cfg)
+    finally:
+        os.chdir(cwd)
+    figures = tmp_path / "run" / "figures"
+    fig9 = summary["analyses"]["popout"]["fig9"]
+    dataset = PopoutDataset(popout_root, image_size=64)
+    ids = example_ids(dataset, 3)
+    assert fig9["layer"] == "conv4_1" and fig9["arrays"] == ids and len(ids) == 3
+    assert list(fig9["units"]) == ["vgg16_seed7"]  # the random-init control gets no Fig. 9
+    assert sorted(p.name for p in figures.glob("popout_fig9_*")) == ["popout_fig9_vgg16_seed7.png"]
+
+    # the units shown are the two largest of a naive per-array NMM over all 512 conv4_1 units
+    position = {record.id: index for index, record in enumerate(dataset.records)}
+    for identifier in ids:
+        naive = naive_unit_nmms(weights_file, dataset[position[identifier]])
+        shown = fig9["units"]["vgg16_seed7"][identifier]
+        assert [unit for unit, _ in shown] == list(np.argsort(-naive, kind="stable")[:2])
+        assert shown[0][0] == int(np.argmax(naive))
+        np.testing.assert_allclose([value for _, value in shown], np.sort(naive)[::-1][:2], rtol=1e-5)
+
+    # the figure: one column per array; rows: array, mask, two unit maps, titled with unit and NMM
+    panels = fig9_panels(build_trunk(str(weights_file)), dataset, ids, "conv4_1", units=2)
+    figure = fig9_figure(panels, "conv4_1")
+    assert len(figure.axes) == 3 * 4
+    assert len({round(axis.get_position().x0, 3) for axis in figure.axes}) == 3
+    best = fig9["units"]["vgg16_seed7"][ids[0]][0]
+    assert figure.axes[2 * 3].get_title() == f"conv4_1 unit {best[0]}, NMM {best[1]:.2f}"
+    with Image.open(figures / "popout_fig9_vgg16_seed7.png") as png:
+        width, height = png.size
+    assert width / height == pytest.approx((3 * 2.0) / (4 * 2.0 + 0.4), rel=0.2)

@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-import torchvision
 from hydra import compose, initialize_config_dir
 from test_probe import synthetic_overrides
 from test_run_folders import invoke
@@ -24,16 +22,6 @@ from saliency_probe.report.report_md import paper_values
 REPO = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["data.image_size=64", "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1",
               "logger=none", "print_config=false", "~callbacks.progress_bar", "++task.hidden_features=16"]
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A local VGG-16 state dict (torchvision's keys; the ``features`` part is what the trunk reads)."""
-    torch.manual_seed(11)
-    state = torchvision.models.vgg16(weights=None).state_dict()
-    path = tmp_path_factory.mktemp("weights") / "vgg16_local.pth"
-    torch.save({key: value for key, value in state.items() if key.startswith("features.")}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -61,9 +61,9 @@ def cache_root(cache: Any, run_dir: Path) -> str | None:
 
 
 def benchmark_settings(options: BenchmarkOptions, run_dir: Path, image_size: int = 224,
-                       backbone: dict[str, Any] | None = None) -> BenchmarkSettings:
+                       backbone: dict[str, Any] | None = None, precision: str = "fp32") -> BenchmarkSettings:
     """The scorer's picklable settings from the typed options (``image_size``: of checkpoints' inputs;
-    ``backbone``: the plain ``backbone`` config, for ``model:<name>``)."""
+    ``backbone``: the plain ``backbone`` config, for ``model:<name>``; ``precision``: ``probe_precision``)."""
     return BenchmarkSettings(
         specs=tuple(options.models),
         gt_sigma=float(options.gt_sigma),
@@ -72,6 +72,7 @@ def benchmark_settings(options: BenchmarkOptions, run_dir: Path, image_size: int
         cache_root=cache_root(options.cache, run_dir),
         metrics=check_metrics(options.metrics),
         backbone=backbone,
+        precision=precision,
     )
 
 
@@ -109,7 +110,7 @@ def run_benchmark(context: ProbeContext) -> AnalysisResult:
     """Score ``benchmark.models`` on the data set of ``data``; write tables, figure and W&B tables."""
     options = context.options("benchmark", BenchmarkOptions)
     image_size = int((context.cfg.get("data") or {}).get("image_size", 224))
-    settings = benchmark_settings(options, context.run_dir, image_size, context.backbone.to_dict())
+    settings = benchmark_settings(options, context.run_dir, image_size, context.backbone.to_dict(), context.precision)
     datamodule = context.datamodule()
     dataset = fixation_dataset(context, datamodule)
     count = len(dataset) if options.limit is None else min(options.limit, len(dataset))

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from saliency_probe.io_utils import file_sha256
 from saliency_probe.models.backbone import TORCHVISION_VGG16_FILE, BackboneSpec, is_random_weights
 from saliency_probe.models.checkpoint import LoadedCheckpoint
+from saliency_probe.probe.precision import probe_precision
 from saliency_probe.probe.sources import TrunkSource
 
 #: torchvision's VGG-16 ImageNet file names the first 8 hex digits of its SHA-256 (``vgg16-397923af.pth``).
@@ -124,7 +125,7 @@ def probe_conditions(cfg: DictConfig, data: dict[str, dict[str, Any]]) -> dict[s
         "synthetic": synthetic,
         "images": main.get("images"),
         "input_size": int(settings.image_size),
-        "precision": str(cfg.get("probe_precision") or "fp32"),
+        "precision": probe_precision(cfg),
         "top_k": int(cfg.top_k),
         "threshold": float(cfg.threshold),
     }

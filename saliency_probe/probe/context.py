@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 from saliency_probe.models.backbone import Architecture, BackboneSpec, architecture
 from saliency_probe.probe.options import read_options
 from saliency_probe.probe.passes import PassResult, ProbePass
+from saliency_probe.probe.precision import forward_precision, probe_precision, trainer_precision
 from saliency_probe.probe.progress import ImageProgressBar
 from saliency_probe.probe.sources import TrunkSource
 from saliency_probe.report import files
@@ -118,10 +120,23 @@ class ProbeContext:
                 return dataset
         return datamodule.predict_dataloader().dataset
 
+    @property
+    def precision(self) -> str:
+        """``probe_precision``: ``fp32`` (the default, whatever the trainer's precision) or ``bf16``."""
+        return probe_precision(self.cfg)
+
+    @contextlib.contextmanager
+    def forward_precision(self) -> Iterator[None]:
+        """Forwards outside the predict passes (figures' maps) in the run's :attr:`precision`."""
+        with forward_precision(self.precision):
+            yield
+
     def trainer(self, description: str = "probe", **overrides: Any) -> pl.Trainer:
-        """A Trainer from the ``trainer`` group for one predict pass, with a progress bar over images."""
+        """A Trainer from the ``trainer`` group for one predict pass, with a progress bar over images. Its
+        precision is ``probe_precision``'s (float32 by default), not the ``trainer`` group's."""
         callbacks = [ImageProgressBar(description)] if self.cfg.get("progress_bar", True) else []
         options: dict[str, Any] = {
+            "precision": trainer_precision(self.precision),
             "logger": False,
             "callbacks": callbacks,
             "enable_progress_bar": False,

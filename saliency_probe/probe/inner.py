@@ -347,7 +347,9 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
             written.append(str(path))
             trunk = trunk.to(module.device).eval()
             means = {layer: results[layer].unit_means for layer in figure_layers}
-            for layer, panels in best_unit_panels(trunk, dataset, means, categories, figures.search_images).items():
+            with context.forward_precision():
+                best = best_unit_panels(trunk, dataset, means, categories, figures.search_images)
+            for layer, panels in best.items():
                 if panels:
                     figure = unit_panels(panels, f"{source.name} · {layer}: best unit per category")
                     png = save_figure(figure, context.figures_dir / files.inner_units_png(model, layer))

@@ -22,6 +22,8 @@ from saliency_probe.errors import ConfigError, InputFileError, MissingInputError
 from saliency_probe.models.backbone import BackboneSpec, build_trunk
 from saliency_probe.models.checkpoint import load_checkpoint
 from saliency_probe.models.trunks import SaliencyNetwork
+from saliency_probe.probe.precision import DEFAULT as FP32
+from saliency_probe.probe.precision import check_precision, forward_precision
 
 MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".tif", ".tiff", ".bmp")
 
@@ -49,16 +51,18 @@ class ClassicalMapModel(MapModel):
 @dataclass
 class CheckpointMapModel(MapModel):
     """A saliency checkpoint's output (1x1 head on the head layer, VGG-16: conv5_3; or a custom model's own
-    output), bilinearly resized to the image."""
+    output), bilinearly resized to the image; the forward in ``precision`` (``probe_precision``: fp32 | bf16)."""
 
     network: torch.nn.Module | None = None
     image_size: int = 224
+    precision: str = FP32
 
     @torch.no_grad()
     def predict(self, rgb: np.ndarray, stem: str) -> np.ndarray:
         assert self.network is not None
         batch = to_model_input(rgb, self.image_size).unsqueeze(0)
-        small = self.network(batch)
+        with forward_precision(self.precision, ("cpu",)):
+            small = self.network(batch).float()
         full = F.interpolate(small, size=rgb.shape[:2], mode="bilinear", align_corners=False)
         return full[0, 0].numpy().astype(np.float32)
 
@@ -113,21 +117,27 @@ def model_network(backbone: object) -> tuple[torch.nn.Module, BackboneSpec]:
 
 
 def resolve_model(spec: str, image_size: int = 224, classical_params: dict[str, dict] | None = None,
-                  backbone: object = None) -> MapModel:
+                  backbone: object = None, precision: str = FP32) -> MapModel:
     """Build the model a string names: ``bms``/``gbvs``/``itti``/``spectral_residual``, ``ckpt:<path>``,
-    ``maps:<dir>``, ``model:<name>`` (``backbone``: the configured ``backbone`` with an output)."""
+    ``maps:<dir>``, ``model:<name>`` (``backbone``: the configured ``backbone`` with an output).
+
+    ``precision`` (``probe_precision``) is the forward's of the deep models (``ckpt:``, ``model:``); ``bf16``
+    adds ``precision=bf16`` to their parameters (so the benchmark's map cache keeps them apart)."""
     spec = str(spec).strip()
+    precision = check_precision(precision)
+    extra = {} if precision == FP32 else {"precision": precision}
     if spec.startswith("model:"):
         network, model_spec = model_network(backbone)
         params = {"backbone": model_spec.describe(), "weights": model_spec.weights or "random-init"}
         if model_spec.weights and Path(model_spec.weights).expanduser().is_file():
             params["path"] = str(Path(model_spec.weights).expanduser())
-        return CheckpointMapModel(name=spec, kind="model", params=params, network=network, image_size=image_size)
+        return CheckpointMapModel(name=spec, kind="model", params={**params, **extra}, network=network,
+                                  image_size=image_size, precision=precision)
     if spec.startswith("ckpt:"):
         path = spec[len("ckpt:") :]
         network, run_name = _checkpoint_network(path)
-        return CheckpointMapModel(name=f"ckpt:{run_name}", kind="checkpoint", params={"path": path},
-                                  network=network, image_size=image_size)
+        return CheckpointMapModel(name=f"ckpt:{run_name}", kind="checkpoint", params={"path": path, **extra},
+                                  network=network, image_size=image_size, precision=precision)
     if spec.startswith("maps:"):
         folder = Path(spec[len("maps:") :]).expanduser()
         if folder.is_file():

@@ -136,6 +136,12 @@ class PopoutOptions:
     units: bool = True
     #: Arrays in the Fig. 8 grid (one per dimension at its strongest contrast).
     examples: int = 7
+    #: Fig. 9: arrays shown (one per dimension at its strongest contrast; 0: no Fig. 9), the layer whose unit
+    #: maps are matched to the targets (null: VGG conv4_1, as in the paper; other backbones: the first layer of
+    #: their second-to-last stage) and how many best-matching units (by the array's NMM, Eq. 4) each array shows.
+    fig9_arrays: int = 4
+    fig9_layer: str | None = None
+    fig9_units: int = 1
     #: A pop-out set read (or generated, when empty) here instead of ``data``.
     root: str | None = None
     #: Classical models' parameters, e.g. {bms: {max_dim: 200}} (conf/classical/*.yaml lists them).
@@ -156,6 +162,12 @@ class PopoutOptions:
             raise ConfigError(f"popout.image_size={self.image_size}: expected an integer >= 32 (the trunk's smallest input)")
         if self.examples < 0:
             raise ConfigError(f"popout.examples={self.examples}: expected an integer >= 0")
+        if self.fig9_arrays < 0:
+            raise ConfigError(f"popout.fig9_arrays={self.fig9_arrays}: expected an integer >= 0 (0: no Fig. 9)")
+        if self.fig9_units < 1:
+            raise ConfigError(f"popout.fig9_units={self.fig9_units}: expected an integer >= 1")
+        if self.fig9_layer is not None and not str(self.fig9_layer).strip():
+            self.fig9_layer = None
         self.classical = {str(k): dict(v or {}) for k, v in (self.classical or {}).items()}
         check_model_names("popout.models", self.models)
 

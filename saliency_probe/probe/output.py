@@ -392,7 +392,8 @@ class OutputAnalysis(Analysis):
             if context.is_global_zero and figures_on:
                 trunk = trunk.to(module.device).eval()
                 head = head.to(module.device).eval() if head is not None else None
-                example = example_maps(trunk, head, dataset, scores, options.gt_sigma)
+                with context.forward_precision():
+                    example = example_maps(trunk, head, dataset, scores, options.gt_sigma)
                 figure = fig7(model_rows, od_by_category(scores, categories), statistics[source.name], example,
                               f"{source.name}: inner vs output saliency (Fig. 7)", layer)
                 png = save_figure(figure, context.figures_dir / files.output_fig7_png(safe_name(source.name)))
@@ -412,7 +413,8 @@ class OutputAnalysis(Analysis):
             written.append(str(write_text(tables / files.OUTPUT_MD, output_markdown(rows, statistics, header, layer))))
             context.log_table("output/saliency", rows, COLUMNS)
             if figures_on:
-                written.extend(unit_figures.fine_tuning_figures(context))
+                with context.forward_precision():
+                    written.extend(unit_figures.fine_tuning_figures(context))
         return AnalysisResult(
             summary={"models": list(statistics), "primary": primary, "spearman": statistics[primary]["spearman"],
                      "csv": str(tables / files.OUTPUT_CSV)},

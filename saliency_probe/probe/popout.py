@@ -8,7 +8,9 @@
   mean of the ``top_k`` best units (one predict pass per trunk for all layers, :class:`~saliency_probe.metrics.NMM`);
 - Table 6: the same statistic at the deepest probed layer for every job of a probed training sweep;
 - psychometric curves (each score against the contrast level, per dimension and model) and the paper's
-  Fig. 8 grid (arrays and every model's map), drawn by :mod:`saliency_probe.report.popout`.
+  Fig. 8 grid (arrays and every model's map), drawn by :mod:`saliency_probe.report.popout`;
+- Fig. 9: per probed trunk, a few arrays with their target masks and the unit maps of ``popout.fig9_layer``
+  (VGG: conv4_1) that best match each target (the array's NMM, Eq. 4; :func:`fig9_panels`).
 
 The data are a :class:`~saliency_probe.data.popout_datamodule.PopoutDataModule` (``data=popout data.root=DIR``,
 or ``popout.root=DIR`` beside another ``data``); the options are
@@ -24,15 +26,17 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import SumMetric
 
 from saliency_probe.data.popout_datamodule import PopoutDataModule, data_is_popout
 from saliency_probe.data.popout_reader import PopoutDataset
-from saliency_probe.io_utils import write_text
+from saliency_probe.io_utils import safe_name, write_text
 from saliency_probe.metrics import NMM
 from saliency_probe.metrics import functional as MF
+from saliency_probe.models.backbone import Architecture
 from saliency_probe.probe.activations import LayerActivations
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.model_specs import MapModel, resolve_model
@@ -45,6 +49,7 @@ from saliency_probe.report import files
 from saliency_probe.report.figures import save_figure
 from saliency_probe.report.popout import (
     examples_figure,
+    fig9_figure,
     layers_markdown,
     models_markdown,
     psychometric_figure,
@@ -54,8 +59,8 @@ from saliency_probe.report.tables import write_csv
 
 __all__ = [
     "LEVELS_COLUMNS", "MODELS_COLUMNS", "PER_IMAGE_COLUMNS", "PopoutAnalysis",
-    "PopoutUnitModule", "counts_as_popout", "data_is_popout", "level_rows", "map_models", "mean_scores",
-    "layers_columns", "model_rows", "score_models", "unit_rows",
+    "PopoutUnitModule", "counts_as_popout", "data_is_popout", "fig9_layer", "fig9_panels", "level_rows",
+    "map_models", "mean_scores", "layers_columns", "model_rows", "score_models", "unit_rows",
 ]
 
 MODELS_COLUMNS = ["model", *SCORE_NAMES, "found_rate", "images", "kind"]
@@ -180,10 +185,13 @@ def probe_units(context: ProbeContext, datamodule: PopoutDataModule, layers: Seq
 # ------------------------------------------------------------------------------------------------------------
 
 
-def map_models(options: PopoutOptions, sources: Iterable[TrunkSource], backbone: object = None) -> list[MapModel]:
+def map_models(options: PopoutOptions, sources: Iterable[TrunkSource], backbone: object = None,
+               precision: str = "fp32") -> list[MapModel]:
     """The Table 4 models: ``popout.models`` in order, then (``checkpoint_outputs``) every probed saliency
-    checkpoint not already named there, under its source name. Weights and random trunks have no output map."""
-    models = [resolve_model(spec, options.image_size, options.classical, backbone) for spec in options.models]
+    checkpoint not already named there, under its source name. Weights and random trunks have no output map.
+    Deep models run their forward in ``precision`` (``probe_precision``)."""
+    models = [resolve_model(spec, options.image_size, options.classical, backbone, precision)
+              for spec in options.models]
     named = {str(Path(m.params["path"]).expanduser().resolve()) for m in models if m.kind == "checkpoint"}
     if options.checkpoint_outputs:
         for source in sources:
@@ -191,7 +199,7 @@ def map_models(options: PopoutOptions, sources: Iterable[TrunkSource], backbone:
                 continue
             if str(Path(source.path).resolve()) in named:
                 continue
-            model = resolve_model(f"ckpt:{source.path}", options.image_size)
+            model = resolve_model(f"ckpt:{source.path}", options.image_size, precision=precision)
             model.name = source.name
             models.append(model)
     names = [model.name for model in models]
@@ -298,6 +306,78 @@ def level_rows(rows: Sequence[dict[str, Any]], models: Sequence[MapModel]) -> li
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Fig. 9: the unit maps that best match the targets
+# ------------------------------------------------------------------------------------------------------------
+
+
+def fig9_layer(arch: Architecture, requested: str | None = None) -> str:
+    """Fig. 9's layer: ``requested`` (``popout.fig9_layer``, checked against the backbone), else the paper's
+    conv4_1 for VGG and its analogue elsewhere: the first table layer of the second-to-last stage (VGG-16/19:
+    conv4_1; ResNets: layer3.0; a one-stage table: its first layer)."""
+    if requested:
+        return arch.ordered([str(requested)], key="popout.fig9_layer")[0]
+    layers = arch.table.layers
+    stages = sorted({layer.stage for layer in layers})
+    stage = stages[-2] if len(stages) > 1 else stages[-1]
+    return next(layer.name for layer in layers if layer.stage == stage)
+
+
+@torch.no_grad()
+def fig9_panels(trunk: nn.Module, dataset: PopoutDataset, ids: Sequence[str], layer: str, units: int = 1
+                ) -> list[dict[str, Any]]:
+    """Fig. 9's columns: for each array of ``ids`` with a target, the ``units`` units of ``layer`` whose maps
+    have the largest NMM (Eq. 4, :func:`saliency_probe.metrics.functional.nmm`) on that array, best first
+    (ties: the lower unit index).
+
+    Returns ``[{id, title, image (H, W, 3) uint8, target (H, W) bool, units: [{unit, nmm, map}]}]``, each map the
+    unit's post-activation map bilinearly resized to the array (as NMM sees it).
+    """
+    extractor = LayerActivations(trunk, [layer]).eval()
+    device = next(trunk.parameters()).device
+    position = {record.id: index for index, record in enumerate(dataset.records)}
+    panels = []
+    for identifier in ids:
+        item = dataset[position[identifier]]
+        target = np.asarray(item["target_mask"], dtype=bool)
+        if not target.any():
+            continue
+        maps = extractor(item["image"][None].to(device))[layer].float().cpu()  # (1, C, h, w)
+        values = MF.nmm(maps, torch.from_numpy(target)[None])[0]  # (C,) float64
+        order = torch.argsort(torch.nan_to_num(values, nan=-math.inf), descending=True, stable=True)[:units]
+        full = F.interpolate(maps[:, order], size=target.shape, mode="bilinear", align_corners=False)[0]
+        level = item["level"]
+        panels.append({
+            "id": identifier,
+            "title": f"{item['dimension'] or identifier}" + ("" if level is None else f", level {level}"),
+            "image": item["rgb"],
+            "target": target,
+            "units": [{"unit": int(unit), "nmm": float(values[unit]), "map": full[rank].numpy()}
+                      for rank, unit in enumerate(order.tolist())],
+        })
+    return panels
+
+
+def write_fig9(context: ProbeContext, dataset: PopoutDataset, options: PopoutOptions) -> tuple[list[str], dict]:
+    """Fig. 9 for every probed trunk but the controls (rank zero): the PNGs and the summary entry
+    ``{layer, arrays, units: {model: {array: [[unit, nmm], ...]}}}``."""
+    layer = fig9_layer(context.architecture, options.fig9_layer)
+    ids = example_ids(dataset, options.fig9_arrays)
+    written: list[str] = []
+    chosen: dict[str, dict[str, list[list[float]]]] = {}
+    for source in [s for s in context.sources if not s.control]:
+        with context.forward_precision():
+            panels = fig9_panels(source.trunk(), dataset, ids, layer, options.fig9_units)
+        if not panels:
+            continue
+        chosen[source.name] = {p["id"]: [[u["unit"], u["nmm"]] for u in p["units"]] for p in panels}
+        title = f"{source.name}: {layer} units that best match the pop-out targets (Fig. 9; NMM, Eq. 4)"
+        path = context.figures_dir / f"{files.popout_fig9(safe_name(source.name))}.png"
+        written += log_figure(context, save_figure(fig9_figure(panels, layer, title), path))
+    return written, {"layer": layer, "arrays": [i for i in ids if any(i in c for c in chosen.values())],
+                     "units": chosen}
+
+
+# ------------------------------------------------------------------------------------------------------------
 # the analysis
 # ------------------------------------------------------------------------------------------------------------
 
@@ -343,7 +423,7 @@ def log_figure(context: ProbeContext, path: Path) -> list[str]:
 
 @register_analysis
 class PopoutAnalysis(Analysis):
-    """Tables 4-6, the psychometric curves and Fig. 8 on the pop-out arrays (see the module docstring)."""
+    """Tables 4-6, the psychometric curves and Figs. 8-9 on the pop-out arrays (see the module docstring)."""
 
     name = "popout"
 
@@ -357,6 +437,7 @@ class PopoutAnalysis(Analysis):
         layers = context.layers
         top_k = int(cfg.top_k)
         check_models(options, context.backbone)
+        fig9_layer(context.architecture, options.fig9_layer)  # a bad popout.fig9_layer fails before any pass
         datamodule = popout_datamodule(context, options)
         dataset = datamodule.dataset
         figures_on = context.options("figures", FiguresOptions).enabled
@@ -368,8 +449,9 @@ class PopoutAnalysis(Analysis):
         written: list[str] = []
         models_table: list[dict[str, Any]] = []
         per_image: list[dict[str, Any]] = []
+        fig9: dict[str, Any] = {}
         if context.is_global_zero:
-            models = map_models(options, context.sources, context.backbone)
+            models = map_models(options, context.sources, context.backbone, context.precision)
             progress = bool(cfg.get("progress_bar", True))
             per_image, examples = score_models(models, dataset, options, progress) if models else ([], {})
             models_table = model_rows(per_image, models)
@@ -402,12 +484,17 @@ class PopoutAnalysis(Analysis):
                     for score in SCORE_NAMES:
                         path = context.figures_dir / f"{files.popout_psychometric(score)}.png"
                         written += log_figure(context, save_figure(psychometric_figure(levels, names, score), path))
+            if figures_on and options.fig9_arrays and context.sources:
+                fig9_files, fig9 = write_fig9(context, dataset, options)
+                written += fig9_files
         summary = {"models": [row["model"] for row in models_table], "images": len(dataset),
                    "layers": layers if units else [], "top_k": top_k,
                    "csv": str(context.tables_dir / f"{files.POPOUT_MODELS}.csv")}
+        if fig9:
+            summary["fig9"] = fig9
         return AnalysisResult(
             summary=summary,
             lines=summary_lines(models_table, units, layers, top_k),
             files=written,
-            data={"rows": models_table, "per_image": per_image, "layers": units, "sweep": sweep},
+            data={"rows": models_table, "per_image": per_image, "layers": units, "sweep": sweep, "fig9": fig9},
         )

@@ -22,7 +22,8 @@ from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import BackboneSpec, architecture
 from saliency_probe.probe.conditions import model_conditions, probe_conditions
 from saliency_probe.probe.context import ProbeContext
-from saliency_probe.probe.options import SECTIONS, FiguresOptions, read_options
+from saliency_probe.probe.options import SECTIONS, FiguresOptions, PopoutOptions, read_options
+from saliency_probe.probe.precision import probe_precision
 from saliency_probe.probe.registry import available_analyses, get_analysis
 from saliency_probe.probe.sources import SWEEP_CHECKPOINTS, TrunkSource, resolve_sources, run_backbone
 from saliency_probe.report import files
@@ -59,9 +60,13 @@ def validate_config(cfg: DictConfig, backbone: BackboneSpec | None = None) -> li
         outside = [layer for layer in figure_layers if layer not in layers]
         if outside:
             raise ConfigError(f"figures.layers {outside} are not probed; choose among layers={layers}")
+        fig9_layer = read_options(cfg, "popout", PopoutOptions).fig9_layer
+        if fig9_layer:
+            arch.ordered([fig9_layer], key="popout.fig9_layer")
     require_choice(cfg, "sweep_checkpoint", SWEEP_CHECKPOINTS)
     require_int(cfg, "top_k", 1)
     require_number(cfg, "threshold")
+    probe_precision(cfg)
     for key, cls in SECTIONS.items():
         read_options(cfg, key, cls)  # type and range of every section's keys
     analyses = list(AUTO_ANALYSES) if is_auto(cfg.analyses) else as_name_list(cfg.analyses, "analyses")
@@ -151,6 +156,7 @@ def run_probe(cfg: DictConfig, explicit_backbone: bool | None = None) -> dict[st
             "analyses": {key: value.summary for key, value in context.results.items()},
             "data": data,
             "input_size": int(cfg.data.image_size),
+            "probe_precision": context.precision,
             "notes": run_notes(int(cfg.data.image_size), data, sources),
             "seconds": round(time.perf_counter() - started, 2),
             "output_dir": str(run_dir.resolve()),

@@ -270,7 +270,8 @@ class SceneAttentionAnalysis(Analysis):
             context.log_table("scene_attention/nss", rows, COLUMNS)
             if context.options("figures", FiguresOptions).enabled:
                 gt_sigma = context.options("output", OutputOptions).gt_sigma
-                written.extend(unit_figures.task_figures(context, gt_sigma))
+                with context.forward_precision():
+                    written.extend(unit_figures.task_figures(context, gt_sigma))
         return AnalysisResult(
             summary={"models": [s.name for s in models], "images": sizes, "split": options.split,
                      "csv": str(tables / files.SCENE_CSV)},

@@ -130,6 +130,8 @@ class BenchmarkSettings:
     metrics: tuple[str, ...] = METRICS
     #: The ``backbone`` config (plain), for ``model:<name>`` specs.
     backbone: dict[str, Any] | None = None
+    #: ``probe_precision`` of the deep models' forwards (``ckpt:``, ``model:``): fp32 | bf16.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -188,7 +190,8 @@ class ImageScorer:
         for spec in settings.specs:
             if spec in BASELINES:
                 continue
-            model = resolve_model(spec, settings.image_size, settings.classical, settings.backbone)
+            model = resolve_model(spec, settings.image_size, settings.classical, settings.backbone,
+                                  settings.precision)
             self.models[spec] = model
             root = settings.cache_root if model.kind != "maps" else None  # maps are already files
             self.caches[spec] = MapCache(root, display_name(model), cache_params(model))

@@ -74,6 +74,11 @@ def popout_psychometric(score: str) -> str:
     return f"popout_psychometric_{score}"
 
 
+def popout_fig9(model: str) -> str:
+    """Fig. 9 of one probed trunk (``model`` already made file-safe): PNG stem."""
+    return f"popout_fig9_{model}"
+
+
 # benchmark on human fixations
 BENCHMARK_CSV = "benchmark.csv"
 BENCHMARK_PER_IMAGE_CSV = "benchmark_per_image.csv"

@@ -1,4 +1,4 @@
-"""Markdown tables and figures of the pop-out analysis (Tables 4-6, Fig. 8, psychometric curves).
+"""Markdown tables and figures of the pop-out analysis (Tables 4-6, Figs. 8 and 9, psychometric curves).
 
 Builders take the analysis's plain rows and arrays and return a Markdown string or a
 :class:`matplotlib.figure.Figure` (saved by :func:`saliency_probe.report.figures.save_figure`);
@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from saliency_probe.maps import minmax
 from saliency_probe.report.tables import markdown_table, pivot_markdown
 
-__all__ = ["SCORE_LABELS", "examples_figure", "layers_markdown", "models_markdown", "psychometric_figure",
-           "sweep_markdown"]
+__all__ = ["SCORE_LABELS", "examples_figure", "fig9_figure", "layers_markdown", "models_markdown",
+           "psychometric_figure", "sweep_markdown"]
 
 #: Column and axis labels of the per-image scores (saliency_probe.probe.popout_metrics.SCORE_NAMES).
 SCORE_LABELS = {
@@ -108,6 +108,47 @@ def examples_figure(examples: Mapping[str, Mapping[str, Any]], models: Sequence[
                 axes[r, c].imshow(minmax(example["maps"][model]), cmap="gray", vmin=0.0, vmax=1.0)
     for c, title in enumerate(["image", *models]):
         axes[0, c].set_title(title, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def fig9_figure(panels: Sequence[Mapping[str, Any]], layer: str, title: str = "") -> Figure:
+    """Fig. 9: one column per array; rows: the array, its target mask, then its best-matching unit maps of
+    ``layer`` (min-max scaled), titled with the unit index and its NMM on that array.
+
+    Parameters
+    ----------
+    panels : sequence of mappings
+        ``{"title": str, "image": (H, W, 3) uint8, "target": (H, W) bool, "units": [{"unit": int, "nmm":
+        float, "map": (H, W)}]}``, best unit first (:func:`saliency_probe.probe.popout.fig9_panels`).
+    layer : str
+        The units' layer, for the titles.
+    title : str
+        The figure's title.
+    """
+    columns = max(1, len(panels))
+    units = max([len(panel["units"]) for panel in panels] + [1])
+    rows = 2 + units
+    figure = Figure(figsize=(2.0 * columns, 2.0 * rows + (0.4 if title else 0.0)))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis in axes.ravel():
+        axis.set_xticks([])
+        axis.set_yticks([])
+    for c, panel in enumerate(panels):
+        axes[0, c].imshow(panel["image"])
+        axes[0, c].set_title(panel["title"], fontsize=8)
+        axes[1, c].imshow(np.asarray(panel["target"], dtype=float), cmap="gray", vmin=0.0, vmax=1.0)
+        for r, unit in enumerate(panel["units"], start=2):
+            axes[r, c].imshow(minmax(np.asarray(unit["map"], dtype=np.float64)), cmap="jet", vmin=0.0, vmax=1.0)
+            axes[r, c].set_title(f"{layer} unit {unit['unit']}, NMM {unit['nmm']:.2f}", fontsize=7)
+        for r in range(2 + len(panel["units"]), rows):
+            axes[r, c].axis("off")
+    axes[0, 0].set_ylabel("array", fontsize=8)
+    axes[1, 0].set_ylabel("target mask", fontsize=8)
+    for r in range(2, rows):
+        axes[r, 0].set_ylabel("best unit" if units == 1 else f"unit #{r - 1}", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     return figure
 

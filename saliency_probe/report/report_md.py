@@ -72,6 +72,8 @@ DESCRIPTIONS: list[tuple[str, str]] = [
      "trunks (the unit and category where saliency and scene tuning differ most)."),
     (f"{files.FIGURES_DIR}/{files.output_fig7_png('*')}", "Fig. 7: inner vs output saliency per category (r_s), OD per category (95% CI), "
      "and the image with the largest mean OD."),
+    (f"{files.FIGURES_DIR}/{files.popout_fig9('*')}.png", "Fig. 9: pop-out arrays, their target masks and the "
+     "unit maps (VGG: conv4_1) that best match each target (NMM, Eq. 4)."),
     (f"{files.FIGURES_DIR}/popout_*", "Fig. 8 and psychometric curves of the pop-out analysis."),
     (f"{files.FIGURES_DIR}/benchmark_*", "benchmark example maps."),
 ]
