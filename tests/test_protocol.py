@@ -218,3 +218,25 @@ def test_table8_and_popout_comparisons_carry_the_conditions_line(tmp_path: Path)
     popout = report.split("## Pop-out search arrays")[1].split("## ")[0]
     assert "sp1 ↔" not in popout  # fine-tuned as the paper's sweep: no line of its own
     assert "probed at 112 px (paper: 224)" in popout and "OSIE-SR" not in popout  # no regions in Table 4
+
+
+def test_a_pretrained_paper_condition_probe_has_no_conditions_line(tmp_path: Path) -> None:
+    """The report of a run made under the paper's conditions (ImageNet weights, OSIE-SR, 224 px, fp32; sp and sr
+    fine-tuned 20 epochs on the same SALICON-SAL-SCE images) shows the paper rows without any conditions line."""
+    from saliency_probe.report.report_md import build_report
+    from saliency_probe.report.tables import write_csv
+
+    run = tmp_path / "run"
+    (run / "tables").mkdir(parents=True)
+    pt = {"name": "pt", "kind": "weights", "conditions": {"origin": "imagenet", "weights": "IMAGENET1K_V1",
+                                                          "trained_on": None}}
+    sr = {**PAPER_MODEL, "name": "sr", "task": "scene"}
+    (run / "probe_summary.json").write_text(json.dumps({"models": [pt, PAPER_MODEL, sr],
+                                                        "probe_conditions": PAPER_PROBE}))
+    rows = [{"model": m, "layer": "conv5_3", "category": "text", "top10_mean_nss": 1.0, "n_above_threshold": 1,
+             "n_regions": 3} for m in ("pt", "sp", "sr")]
+    write_csv(run / "tables/inner_representation.csv", rows, list(rows[0]))
+    report = build_report(run)
+    assert "| sp ↔ Table 7 sp | 1.00 (1.44) |" in report and "| pt ↔ Table 7 pt | 1.00 (1.10) |" in report
+    assert "conditions differ" not in report and "different images" not in report
+    assert "- pt: ImageNet weights, probed on OSIE-SR" in report
