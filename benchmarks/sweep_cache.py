@@ -13,8 +13,13 @@ Speed-ups are uncached / cached per job and for the whole sweep (sums). Per-epoc
 default: at 16 images writing a 60-160 MB VGG-16 checkpoint twice per epoch costs more than the epoch itself,
 which says nothing about a SALICON epoch of 10,000 images (``--checkpoints`` puts them back).
 
+The time every job spends in the CC metric's ground-truth blur of the validation fixations (``maps.
+fixation_density``, recomputed every epoch whether the features are cached or not) is measured too, and the
+speed-ups without it are given beside: at 16 images of 64 px it is most of a cached ``layers=0`` job.
+
 ``--dtypes`` adds cached runs with ``cache.dtype=bfloat16`` and ``float16`` (same seed, same epochs) and reports
-their ``val/nss`` against ``float32``'s, with the largest relative rounding error of the stored activations.
+their ``val/nss`` against ``float32``'s, with the largest relative rounding error of the stored activations, and
+beside them ``float32``'s ``val/nss`` with ``--seed-control`` other seeds (the scale of run-to-run noise).
 
 Run (about 10 min on 2 busy cores):
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -81,12 +87,21 @@ class Job:
     epoch_ends: list[float]
     end: float
     summary: dict[str, Any]
+    blur_seconds: float = 0.0  # inside the job: the CC metric's ground-truth blur of the validation fixations
 
     def seconds(self, epochs: int) -> float:
         """What a job of ``epochs`` epochs costs: start -> end of that epoch, plus this job's tear-down."""
         if not 1 <= epochs <= len(self.epoch_ends):
             raise ValueError(f"the job ran {len(self.epoch_ends)} epoch(s), not {epochs}")
         return (self.epoch_ends[epochs - 1] - self.start) + (self.end - self.epoch_ends[-1])
+
+    def seconds_without_blur(self, epochs: int) -> float:
+        """:meth:`seconds` less the validation ground-truth blur of those epochs (spread evenly over epochs)."""
+        return self.seconds(epochs) - self.blur_seconds * epochs / len(self.epoch_ends)
+
+    def per_epoch(self, first: int, last: int) -> float:
+        """Steady cost of one epoch: (end of epoch ``last`` - end of epoch ``first``) / (last - first)."""
+        return (self.epoch_ends[last - 1] - self.epoch_ends[first - 1]) / (last - first)
 
     @property
     def build_seconds(self) -> float:
@@ -128,8 +143,19 @@ def run_job(settings: Settings, layers: str, cached: bool, dtype: str = "float32
         *([] if settings.checkpoints else ["~callbacks.model_checkpoint", "+trainer.enable_checkpointing=false"]),
         "+trainer.enable_progress_bar=false", *settings.extra,
     ]
+    import saliency_probe.models.saliency as saliency
+
     clock = EpochClock()
     build_callbacks = training.build_callbacks
+    density = saliency.fixation_density
+    blur = [0.0]
+
+    def timed_density(*args: Any, **kwargs: Any) -> torch.Tensor:
+        began = time.perf_counter()
+        try:
+            return density(*args, **kwargs)
+        finally:
+            blur[0] += time.perf_counter() - began
 
     def with_clock(callbacks_cfg: Any) -> list[pl.Callback]:
         return [*build_callbacks(callbacks_cfg), clock]
@@ -142,15 +168,15 @@ def run_job(settings: Settings, layers: str, cached: bool, dtype: str = "float32
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
-    training.build_callbacks = with_clock
+    training.build_callbacks, saliency.fixation_density = with_clock, timed_density
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the job's own end-of-run report
             start = time.perf_counter()
             summary = training.train(cfg)
             end = time.perf_counter()
     finally:
-        training.build_callbacks = build_callbacks
-    return Job(str(layers), cached, dtype, start, clock.ends, end, summary)
+        training.build_callbacks, saliency.fixation_density = build_callbacks, density
+    return Job(str(layers), cached, dtype, start, clock.ends, end, summary, blur[0])
 
 
 def feature_error(job: Job, exact: Job) -> float:
@@ -166,10 +192,14 @@ def feature_error(job: Job, exact: Job) -> float:
 
 
 def sweep_table(jobs: dict[tuple[str, bool], Job], layers: Sequence[str], report_epochs: Sequence[int]) -> list[str]:
-    header = "| finetune.layers | cache build s (cached job) | " + " | ".join(
-        f"{e} epochs: uncached s | cached s | speed-up" for e in report_epochs) + " | disk (64 px) |"
-    lines = [header, "|---|---:|" + "---:|---:|---:|" * len(report_epochs) + "---:|"]
+    first, last = min(report_epochs), max(report_epochs)
+    steady = first < last
+    header = "| finetune.layers | cache build s | " + " | ".join(
+        f"{e} epochs: uncached s | cached s | speed-up" for e in report_epochs) + (
+        f" | per epoch ({first + 1}..{last}): uncached s | cached s | speed-up" if steady else "") + " | disk |"
+    lines = [header, "|---|---:|" + "---:|---:|---:|" * (len(report_epochs) + steady) + "---:|"]
     totals = {e: [0.0, 0.0] for e in report_epochs}
+    epoch_totals = [0.0, 0.0]
     for value in layers:
         plain, cached = jobs[(value, False)], jobs[(value, True)]
         cells = [value, f"{cached.build_seconds:.2f}"]
@@ -178,12 +208,20 @@ def sweep_table(jobs: dict[tuple[str, bool], Job], layers: Sequence[str], report
             totals[e][0] += a
             totals[e][1] += b
             cells += [f"{a:.1f}", f"{b:.1f}", f"{a / b:.1f} x"]
+        if steady:
+            a, b = plain.per_epoch(first, last), cached.per_epoch(first, last)
+            epoch_totals[0] += a
+            epoch_totals[1] += b
+            cells += [f"{a:.3f}", f"{b:.3f}", f"{a / b:.1f} x"]
         cells.append(human_bytes(cached.summary["feature_cache"]["bytes"]))
         lines.append("| " + " | ".join(cells) + " |")
     cells = [f"sweep {layers[0]}..{layers[-1]}", f"{sum(jobs[(v, True)].build_seconds for v in layers):.2f}"]
     for e in report_epochs:
         a, b = totals[e]
         cells += [f"**{a:.1f}**", f"**{b:.1f}**", f"**{a / b:.2f} x**"]
+    if steady:
+        a, b = epoch_totals
+        cells += [f"{a:.3f}", f"{b:.3f}", f"{a / b:.2f} x"]
     cells.append(human_bytes(sum(jobs[(v, True)].summary["feature_cache"]["bytes"] for v in layers)))
     lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -201,6 +239,16 @@ def verdicts(jobs: dict[tuple[str, bool], Job], layers: Sequence[str], epochs: i
                                                                             for v in seven)
         lines.append(f"- the 0..6 sweep at {epochs} epochs: {ratio:.2f} x (target >= {SWEEP_TARGET} x): "
                      f"{'meets' if ratio >= SWEEP_TARGET else '**misses**'}")
+    if "0" in layers:
+        plain, cached = jobs[("0", False)], jobs[("0", True)]
+        lines.append(f"- of the cached layers=0 job's {cached.seconds(epochs):.1f} s, {cached.blur_seconds:.1f} s are the CC "
+                     "metric's ground-truth blur of the validation fixations (recomputed every epoch, cached or not); "
+                     f"without it layers=0 would be {plain.seconds_without_blur(epochs) / cached.seconds_without_blur(epochs):.1f} x")
+    if set(map(str, range(7))) <= set(layers):
+        seven = [str(v) for v in range(7)]
+        ratio = sum(jobs[(v, False)].seconds_without_blur(epochs) for v in seven) / sum(
+            jobs[(v, True)].seconds_without_blur(epochs) for v in seven)
+        lines.append(f"- the 0..6 sweep without that blur: {ratio:.2f} x")
     same = [v for v in layers if jobs[(v, False)].val_nss == jobs[(v, True)].val_nss]
     differ = {v: abs(jobs[(v, False)].val_nss - jobs[(v, True)].val_nss) for v in layers if v not in same}
     lines.append(f"- val/nss cached = uncached (float32): identical for layers {', '.join(same) or 'none'}"
@@ -208,16 +256,21 @@ def verdicts(jobs: dict[tuple[str, bool], Job], layers: Sequence[str], epochs: i
     return lines
 
 
-def dtype_table(exact: dict[str, Job], rounded: dict[tuple[str, str], Job]) -> list[str]:
-    lines = ["| finetune.layers | cache.dtype | val/nss | - float32's | largest activation error (relative) | disk |",
-             "|---|---|---:|---:|---:|---:|"]
+def dtype_table(exact: dict[str, Job], rounded: dict[tuple[str, str], Job], seeds: dict[str, list[Job]]) -> list[str]:
+    """val/nss per cache.dtype beside float32's, and (the scale of the noise) its spread over seeds."""
+    lines = ["| finetune.layers | cache.dtype | val/nss | - float32's | largest activation error (relative) | disk |"
+             " float32 val/nss over seeds (min..max) |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for value, job in exact.items():
+        runs = [job, *seeds.get(value, [])]
+        spread = (f"{min(r.val_nss for r in runs):.4f}..{max(r.val_nss for r in runs):.4f} "
+                  f"(seeds {', '.join(str(r.summary['seed']) for r in runs)})") if len(runs) > 1 else ""
         lines.append(f"| {value} | float32 | {job.val_nss:.6f} | 0 | 0 | "
-                     f"{human_bytes(job.summary['feature_cache']['bytes'])} |")
+                     f"{human_bytes(job.summary['feature_cache']['bytes'])} | {spread} |")
         for dtype in ("bfloat16", "float16"):
             other = rounded[(value, dtype)]
             lines.append(f"| {value} | {dtype} | {other.val_nss:.6f} | {other.val_nss - job.val_nss:+.2e} | "
-                         f"{feature_error(other, job):.2e} | {human_bytes(other.summary['feature_cache']['bytes'])} |")
+                         f"{feature_error(other, job):.2e} | {human_bytes(other.summary['feature_cache']['bytes'])} | |")
     return lines
 
 
@@ -261,6 +314,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoints", action="store_true", help="save checkpoints every epoch, as train.py does")
     parser.add_argument("--dtypes", nargs="*", default=["0", "1", "3"],
                         help="finetune.layers values of the bfloat16/float16 runs (none: skip them)")
+    parser.add_argument("--seed-control", type=int, default=2,
+                        help="float32 runs with this many other seeds beside the dtype runs (the noise scale)")
+    parser.add_argument("--also-size", type=int, default=None,
+                        help="also run --also-layers at this input size (the trend with the prefix's cost)")
+    parser.add_argument("--also-layers", nargs="+", default=["0", "1"])
     parser.add_argument("--work", default=None, help="folder of the jobs (default: a temporary folder, removed)")
     parser.add_argument("--out", default=None, help="also write the Markdown section here")
     args = parser.parse_args(argv)
@@ -301,11 +359,25 @@ def main(argv: Sequence[str] | None = None) -> str:
                 job = jobs[(value, cached)] = run_job(settings, value, cached)
                 progress(f"layers={value} {'cached  ' if cached else 'uncached'}: {job.end - job.start:6.1f} s, "
                          f"val/nss {job.val_nss:.6f}" + (f", build {job.build_seconds:.2f} s" if cached else ""))
+        larger: dict[tuple[str, bool], Job] = {}
+        if args.also_size:
+            bigger = Settings(root, work / f"size{args.also_size}", args.also_size, args.batch_size, args.epochs,
+                              args.seed, args.checkpoints, sizes)
+            for value in args.also_layers:
+                for cached in (False, True):
+                    job = larger[(value, cached)] = run_job(bigger, value, cached)
+                    progress(f"{args.also_size} px layers={value} {'cached  ' if cached else 'uncached'}: "
+                             f"{job.end - job.start:6.1f} s")
         rounded: dict[tuple[str, str], Job] = {}
+        seeds: dict[str, list[Job]] = {}
         for value in args.dtypes:
             for dtype in ("bfloat16", "float16"):
                 job = rounded[(value, dtype)] = run_job(settings, value, True, dtype)
                 progress(f"layers={value} cache.dtype={dtype}: val/nss {job.val_nss:.6f}")
+            for seed in range(args.seed + 1, args.seed + 1 + args.seed_control):
+                job = run_job(dataclasses.replace(settings, seed=seed), value, True, name=f"layers{value}-seed{seed}")
+                seeds.setdefault(value, []).append(job)
+                progress(f"layers={value} seed {seed} (float32): val/nss {job.val_nss:.6f}")
         total = time.perf_counter() - started
         lines = [
             "### Measured", "",
@@ -317,9 +389,12 @@ def main(argv: Sequence[str] | None = None) -> str:
             *sweep_table(jobs, list(args.layers), list(args.report_epochs)), "",
             *verdicts(jobs, list(args.layers), max(args.report_epochs)), "",
         ]
+        if larger:
+            lines += [f"#### The same jobs at {args.also_size} px", "",
+                      *sweep_table(larger, list(args.also_layers), list(args.report_epochs)), ""]
         if rounded:
             lines += [f"#### cache.dtype and val/nss ({args.epochs} epochs, same seed, cached runs)", "",
-                      *dtype_table({v: jobs[(v, True)] for v in args.dtypes}, rounded), ""]
+                      *dtype_table({v: jobs[(v, True)] for v in args.dtypes}, rounded, seeds), ""]
         lines += ["#### Disk per image and boundary", "", *disk_lines(224), "",
                   "#### Machine", "", *machine_lines(), "",
                   f"Load average (1 / 5 / 15 min) at the start {load_before}, at the end {load_average()}; "

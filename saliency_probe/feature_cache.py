@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, Subset
@@ -719,7 +720,8 @@ class FeatureCacheRun:
             return cls(datamodule, None, None)
         if finetunes_everything(cfg.finetune.layers):
             note = "finetune.layers=all trains the whole trunk: nothing is frozen, no feature cache is used"
-            print(f"feature cache: {note}", flush=True)
+            if rank_zero_only.rank == 0:  # DDP: the other ranks run this too
+                print(f"feature cache: {note}", flush=True)
             return cls(datamodule, None, None, note)
         if getattr(datamodule, "train_augmentation", "undeclared") is not None:
             raise ConfigError(f"cache.features=true: data module {type(datamodule).__name__} does not declare "

@@ -1,5 +1,6 @@
 """cache.features=true trains the same model as the uncached run: same seed, same data order, same trainable
-weights after N steps and the same val/nss (to 1e-6 on CPU), with checkpoints that are full models.
+weights after N steps and the same val/nss (to 1e-6 on CPU), with checkpoints that are full models; a run
+resumed from a checkpoint reuses the cache of its first part.
 
 The reference is the uncached run itself (``train.py`` as it is, the frozen layers recomputed every step).
 """
@@ -95,3 +96,14 @@ def test_cached_scene_run_keeps_the_dropout_draws(tmp_path: Path, synthetic_root
         "class_names": cached[0]["class_names"], "class_weights": list(cached[0]["class_weights"].values()),
         "weights": None, "finetune_layers": 1, "hidden_features": 64})
     assert_same_training(plain, cached, initial)
+
+
+def test_a_resumed_run_reuses_the_cache_of_its_first_part(tmp_path: Path, synthetic_root: Path) -> None:
+    """The prefix is frozen, so the checkpoint's prefix is the one the cache was built from."""
+    overrides = [*SMALL, *small_data(synthetic_root), "backbone=resnet18", "finetune.layers=2",
+                 "cache.features=true", f"paths.cache_dir={tmp_path / 'cache'}"]
+    first = run_in_process(tmp_path / "first", overrides)
+    resumed = run_in_process(tmp_path / "resumed", [*overrides, f"ckpt_path={first['last_checkpoint']}",
+                                                    "trainer.max_epochs=2"])
+    assert first["feature_cache"]["built"] and not resumed["feature_cache"]["built"]
+    assert resumed["feature_cache"]["key"] == first["feature_cache"]["key"] and resumed["epochs"] == 2
