@@ -11,7 +11,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SECTIONS = [
     "benchmarks_train", "benchmarks_metrics", "benchmarks_probe", "benchmarks_classical", "benchmarks_osie",
-    "benchmarks_backbones", "benchmarks_precision",
+    "benchmarks_backbones", "benchmarks_precision", "benchmarks_cache",
 ]
 
 

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 
 from saliency_probe.data.splits import split_record, split_summary
 from saliency_probe.errors import ConfigError
+from saliency_probe.feature_cache import FeatureCacheRun, check_cache_config
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import BackboneSpec, architecture, check_weights_available
 from saliency_probe.models.checkpoint import load_checkpoint
@@ -60,6 +61,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     check_common(cfg)
     backbone = BackboneSpec.from_config(cfg.backbone)  # an unknown backbone fails here, listing the valid ones
     architecture(backbone).parse_finetune(cfg.finetune.layers)  # the valid range of this backbone
+    check_cache_config(cfg)  # cache.features=true where the frozen part's output is fixed
     epochs = require_int(cfg, "trainer.max_epochs", 1, optional=True)
     if epochs is None and value_of(cfg, "trainer.max_steps") in (None, -1):
         raise ConfigError("trainer.max_epochs is null and trainer.max_steps is not set: the run would never end")
@@ -104,6 +106,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.task.module, run_config=to_plain(cfg), run_name=name, **data_kwargs, _recursive_=False, _convert_="all"
     )
     callbacks = build_callbacks(cfg.get("callbacks"))
+    feature_cache = FeatureCacheRun.from_config(cfg, datamodule)  # cache.features=true: fit on stored activations
+    callbacks += [feature_cache.callback] if feature_cache.callback else []
     resume_run_id = None
     if cfg.get("ckpt_path"):
         resumed = load_checkpoint(cfg.ckpt_path)  # refuses foreign or unsafe files before Lightning loads them
@@ -120,8 +124,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # the frozen part of the trunk is in eval mode on purpose (FreezeLayers)
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=feature_cache.datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary = _summarise(cfg, trainer, module, datamodule, run_dir, name, group)
+        summary["feature_cache"] = feature_cache.summary()
         if trainer.is_global_zero:
             write_json(run_dir / TRAIN_SUMMARY, summary)
             if isinstance(logger, WandbLogger):
@@ -164,6 +169,10 @@ def print_train_summary(summary: dict[str, Any], run_dir: Path, wandb_folder: Pa
         f"last checkpoint:  {summary['last_checkpoint']}",
         f"summary:          {(run_dir / TRAIN_SUMMARY).resolve()}",
     ]
+    cache = summary.get("feature_cache") or {}
+    if cache.get("used"):
+        lines.append(f"feature cache:    {cache['dir']} ({cache['bytes']:,} bytes, {cache['dtype']}, "
+                     f"{'built in ' + str(cache['build_seconds']) + ' s' if cache['built'] else 'reused'})")
     lines += [f"note: {note}" for note in data_notes({"data": summary.get("data") or {}})]
     if wandb_folder is not None:
         lines.append(f"W&B run:          {wandb_folder}")

@@ -40,7 +40,7 @@ CONV5_3_SIZE = IMAGE_SIZE // 16
 #: here with a test. Groups that the entry configs compose from Hydra's ConfigStore (structured configs, no
 #: folder) are found in the defaults lists and tested by test_structured_section_composes_and_reads.
 FILE_GROUPS = {
-    "backbone", "callbacks", "classical", "data", "experiment", "experiment_data", "finetune", "hydra",
+    "backbone", "cache", "callbacks", "classical", "data", "experiment", "experiment_data", "finetune", "hydra",
     "hydra/launcher", "logger",
     "paths", "probe", "regions", "task", "trainer",
 }
@@ -717,6 +717,20 @@ def test_paths_follow_the_hydra_run(
     cfg = compose_job("train", f"paths={name}")
     assert Path(cfg.paths.output_dir) == run_dir  # the job's Hydra output folder
     assert cfg.paths.root_dir == "/data/project"
+    assert cfg.paths.cache_dir == "/data/project/cache"
+
+
+@pytest.mark.parametrize("name", configs("cache"))
+def test_cache_group_parses(name: str, monkeypatch: pytest.MonkeyPatch, compose_job: Callable[..., DictConfig]) -> None:
+    from saliency_probe.feature_cache import CacheOptions
+    from saliency_probe.training import validate_train_config
+
+    monkeypatch.setenv("SALIENCY_PROBE_ROOT", "/data/project")
+    cfg = compose_job("train", f"cache={name}")
+    options = CacheOptions.from_config(cfg)
+    assert (options.features, options.dtype) == (raw("cache", name).features, raw("cache", name).dtype)
+    assert options.dir == "/data/project/cache/features"  # under paths.cache_dir
+    validate_train_config(compose_job("train", f"cache={name}", "cache.features=true"))  # the defaults qualify
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "regions").glob("*.yaml")))

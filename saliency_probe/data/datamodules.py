@@ -77,6 +77,10 @@ class SaliconDataModule(pl.LightningDataModule):
     ``root``); with ``synthetic`` it is the synthetic folder and the data are in ``root/salicon``.
     """
 
+    #: Augmentation of the training images: none, every epoch sees the same tensors (resize + normalise only).
+    #: The frozen-prefix feature cache (``cache.features=true``) relies on it and refuses data modules without it.
+    train_augmentation: str | None = None
+
     def __init__(
         self,
         root: PathLike | None = None,

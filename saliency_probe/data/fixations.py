@@ -171,11 +171,18 @@ class FixationDataset(Dataset):
             )
         return image
 
-    def __getitem__(self, index: int) -> dict:
-        record = self.records[index]
+    def image_file(self, index: int) -> Path:
+        """The image file of item ``index``."""
+        return self.records[index].image_path
+
+    def item_without_image(self, index: int) -> dict:
+        """Item ``index`` without its ``image`` entry (nothing is decoded): what the feature cache pairs with the
+        stored activations."""
         return {
-            "image": to_model_input(self.load_image(index), self.image_size),
             "fixations": torch.from_numpy(self.fixation_map(index)),
-            "stem": record.stem,
+            "stem": self.records[index].stem,
             "index": int(index),
         }
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": to_model_input(self.load_image(index), self.image_size), **self.item_without_image(index)}

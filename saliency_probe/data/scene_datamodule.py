@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from saliency_probe.data.datamodules import SaliconDataModule, _loader
+from saliency_probe.data.items import image_file, item_without_image
 from saliency_probe.data.scenes import SceneLabels, class_weights, read_scene_labels
 from saliency_probe.errors import ConfigError, InputFileError
 
@@ -51,6 +52,16 @@ class LabelledImages(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = dict(self.source[self.indices[index]])
+        item["label"] = torch.tensor(self.labels[index], dtype=torch.long)
+        return item
+
+    def image_file(self, index: int) -> Path:
+        """The image file of item ``index``."""
+        return image_file(self.source, self.indices[index])
+
+    def item_without_image(self, index: int) -> dict[str, Any]:
+        """Item ``index`` without its ``image`` entry (nothing is decoded)."""
+        item = item_without_image(self.source, self.indices[index])
         item["label"] = torch.tensor(self.labels[index], dtype=torch.long)
         return item
 

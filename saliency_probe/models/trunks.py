@@ -17,6 +17,7 @@ model's own keys>`` (other models).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,6 +49,21 @@ def _under(path: str, roots: set[str]) -> bool:
     return "" in roots or any(path == root or path.startswith(root + ".") for root in roots)
 
 
+#: The trunks :meth:`Trunk.split` can cut (``cache.features=true``), for messages.
+SPLIT_FAMILIES = "VGG (vgg11, vgg13, vgg16, vgg19 and their _bn variants) and ResNet (resnet*, resnext*, wide_resnet*)"
+
+
+@dataclass(frozen=True)
+class TrunkSplit:
+    """Where ``finetune.layers`` cuts a trunk: the frozen prefix and the trainable suffix, as module paths
+    (relative to the trunk, network order). The prefix's output is the suffix's input (the boundary):
+    ``before <unit>`` (the input of the first trainable unit) or ``after <head layer>`` (``finetune.layers=0``)."""
+
+    boundary: str
+    prefix: tuple[str, ...]
+    suffix: tuple[str, ...]
+
+
 class Trunk(nn.Module):
     """Base of every trunk: the layer table, the head's layer, freezing, extraction of any graph node."""
 
@@ -58,6 +74,7 @@ class Trunk(nn.Module):
         self.spec = spec
         self._frozen: list[str] = []
         self._head_node: str | None = None  # None: forward() is the full trunk (the head is its last layer)
+        self._start: TrunkSplit | None = None  # set: forward() takes the boundary activations (start_at)
 
     # --- table ------------------------------------------------------------------------------------------
     @property
@@ -87,10 +104,29 @@ class Trunk(nn.Module):
         raise NotImplementedError
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Maps of the head's layer ``(B, C, h, w)``."""
+        """Maps of the head's layer ``(B, C, h, w)`` (after :meth:`start_at`: from the boundary activations)."""
+        if self._start is not None:
+            return self.run_modules(images, self._start.suffix)
         if self._head_node is None:
             return self.full_forward(images)
         return self.extract(images, [self._head_node])[self._head_node]
+
+    # --- the frozen prefix and the trainable suffix (feature cache) ----------------------------------------
+    def split(self, finetune_layers: int | str) -> TrunkSplit:
+        """The prefix that ``finetune.layers`` freezes and the suffix that trains (VGG and ResNet trunks)."""
+        raise ConfigError(f"backbone {self.spec.describe()}: the trunk cannot be split at its freeze boundary; "
+                          f"cache.features=true supports {SPLIT_FAMILIES}")
+
+    def run_modules(self, x: torch.Tensor, paths: Sequence[str]) -> torch.Tensor:
+        """Apply the modules at ``paths`` in turn (a prefix or a suffix of :meth:`split`)."""
+        for path in paths:
+            x = self.get_submodule(path)(x)
+        return x
+
+    def start_at(self, split: TrunkSplit | None) -> None:
+        """From now on ``forward`` takes the boundary activations of ``split`` and runs its suffix only (the
+        cached-feature training); None restores the full forward. Parameters and state dict are untouched."""
+        self._start = split
 
     # --- extraction of graph nodes (unregistered graph modules sharing this trunk's parameters) ----------
     def extract(self, images: torch.Tensor, nodes: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -233,6 +269,8 @@ class VGGTrunk(Trunk):
         return self.features(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self._start is not None:
+            return self.run_modules(images, self._start.suffix)
         if self._head_node is None:
             return self.features(images)
         stop = int(self._head_node.split(".")[1])
@@ -249,6 +287,18 @@ class VGGTrunk(Trunk):
 
     def unit_paths(self, units: Sequence[str]) -> set[str]:
         return {f"features.{index}" for unit in units for index in self._units[unit]}
+
+    def split(self, finetune_layers: int | str) -> TrunkSplit:
+        stop = len(self.features) - 1 if self._head_node is None else int(self._head_node.split(".")[1])
+        trainable = self.trainable_units(finetune_layers)
+        if str(finetune_layers).strip().lower() == "all":
+            first, boundary = 0, "input"
+        elif trainable:
+            first, boundary = self._convs[trainable[0]], f"before {trainable[0]}"
+        else:
+            first, boundary = stop + 1, f"after {self.layer_table.head}"
+        paths = [f"features.{index}" for index in range(stop + 1)]
+        return TrunkSplit(boundary, tuple(paths[:first]), tuple(paths[first:]))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -280,6 +330,18 @@ class ResNetTrunk(Trunk):
 
     def unit_paths(self, units: Sequence[str]) -> set[str]:
         return set(units)
+
+    def split(self, finetune_layers: int | str) -> TrunkSplit:
+        units = self.layer_table.finetune_units()  # the blocks up to the head's
+        trainable = self.trainable_units(finetune_layers)
+        paths = ["conv1", "bn1", "relu", "maxpool", *units]
+        if str(finetune_layers).strip().lower() == "all":
+            first, boundary = 0, "input"
+        elif trainable:
+            first, boundary = paths.index(trainable[0]), f"before {trainable[0]}"
+        else:
+            first, boundary = len(paths), f"after {units[-1]}"
+        return TrunkSplit(boundary, tuple(paths[:first]), tuple(paths[first:]))
 
 
 # ------------------------------------------------------------------------------------------------------------
