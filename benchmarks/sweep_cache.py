@@ -140,7 +140,7 @@ def run_job(settings: Settings, layers: str, cached: bool, dtype: str = "float32
         f"data.batch_size={settings.batch_size}", f"trainer.max_epochs={settings.epochs}", f"seed={settings.seed}",
         f"finetune.layers={layers}", "logger=none", "print_config=false", "~callbacks.progress_bar",
         f"cache.features={str(cached).lower()}", f"cache.dtype={dtype}", f"paths.cache_dir={cache_dir}",
-        *([] if settings.checkpoints else ["~callbacks.model_checkpoint", "+trainer.enable_checkpointing=false"]),
+        *([] if settings.checkpoints else ["~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "+trainer.enable_checkpointing=false"]),
         "+trainer.enable_progress_bar=false", *settings.extra,
     ]
     import saliency_probe.models.saliency as saliency

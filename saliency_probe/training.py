@@ -190,7 +190,11 @@ def _summarise(
     name: str,
     group: str | None,
 ) -> dict[str, Any]:
-    checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+    checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    best = next((cb for cb in checkpoints if cb.monitor), None)  # callbacks.model_checkpoint: best by the monitor
+    last = next((cb for cb in checkpoints if not cb.monitor), None)  # callbacks.last_checkpoint: every epoch
+    best_path = best.best_model_path if best else None
+    last_path = (last.best_model_path if last else None) or (best.last_model_path if best else None)
     metrics = _plain_metrics({k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
     summary: dict[str, Any] = {
         "task": str(cfg.task.name),
@@ -198,8 +202,8 @@ def _summarise(
         "finetune_layers": str(cfg.finetune.layers),
         "trainable_params": count_trainable_parameters(module),
         "metrics": metrics,
-        "best_checkpoint": str(Path(checkpoint.best_model_path).resolve()) if checkpoint and checkpoint.best_model_path else None,
-        "last_checkpoint": str(Path(checkpoint.last_model_path).resolve()) if checkpoint and checkpoint.last_model_path else None,
+        "best_checkpoint": str(Path(best_path).resolve()) if best_path else None,
+        "last_checkpoint": str(Path(last_path).resolve()) if last_path else None,
         "run_name": name,
         "group": group,
         "seed": int(cfg.seed),

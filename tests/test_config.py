@@ -388,7 +388,7 @@ def test_default_train_config() -> None:
     assert cfg.data.image_size == 224
     assert cfg.logger._target_.endswith("WandbLogger")
     assert cfg.data._target_.endswith("SaliconDataModule")
-    assert set(cfg.callbacks) == {"freeze", "model_checkpoint", "progress_bar"}
+    assert set(cfg.callbacks) == {"freeze", "model_checkpoint", "last_checkpoint", "progress_bar"}
 
 
 @pytest.mark.parametrize("layers", [0, 1, 2, 3, 4, 5, 6, "all"])

@@ -237,7 +237,7 @@ def test_under_bf16_mixed_a_bfloat16_cache_stores_exactly_what_the_prefix_gives(
 
 def test_train_job_reuses_the_cache_and_reports_it(tmp_path: Path, synthetic_root: Path) -> None:
     overrides = [*SMALL, *small_data(synthetic_root), "backbone=resnet18", f"finetune.layers={LAYERS}",
-                 "cache.features=true", f"paths.cache_dir={tmp_path / 'cache'}", "~callbacks.model_checkpoint",
+                 "cache.features=true", f"paths.cache_dir={tmp_path / 'cache'}", "~callbacks.model_checkpoint", "~callbacks.last_checkpoint",
                  "+trainer.enable_checkpointing=false"]
     first = run_in_process(tmp_path / "a", overrides)
     second = run_in_process(tmp_path / "b", overrides)

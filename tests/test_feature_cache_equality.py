@@ -18,7 +18,7 @@ from saliency_probe.models.checkpoint import load_checkpoint
 
 EPOCHS = 2  # 12 training images in batches of 4 (SMALL): 6 optimizer steps, 2 validations
 BATCH = 4
-NO_CHECKPOINTS = ["~callbacks.model_checkpoint", "+trainer.enable_checkpointing=false"]
+NO_CHECKPOINTS = ["~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "+trainer.enable_checkpointing=false"]
 
 
 def trained(tmp_path: Path, synthetic_root: Path, name: str, extra: list[str], monkeypatch: pytest.MonkeyPatch,

@@ -240,3 +240,19 @@ def test_a_pretrained_paper_condition_probe_has_no_conditions_line(tmp_path: Pat
     assert "| sp ↔ Table 7 sp | 1.00 (1.44) |" in report and "| pt ↔ Table 7 pt | 1.00 (1.10) |" in report
     assert "conditions differ" not in report and "different images" not in report
     assert "- pt: ImageNet weights, probed on OSIE-SR" in report
+
+
+def test_last_checkpoint_is_the_end_of_training_when_the_metric_stops_improving(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's save_last re-saves last.ckpt only in epochs that save a best one; with lr 0 val/nss never
+    improves after epoch 1, and last.ckpt must still be the model after the final epoch (sweep_checkpoint=last)."""
+    run_dir = tmp_path / "run"
+    overrides = [*synthetic_overrides(synthetic_root), *TINY_TRAIN, "trainer.max_epochs=3", "task.optimizer.lr=0",
+                 "finetune.layers=0", f"hydra.run.dir={run_dir}"]
+    assert invoke("train.py", overrides, monkeypatch) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    last, best = load_checkpoint(summary["last_checkpoint"]), load_checkpoint(summary["best_checkpoint"])
+    assert Path(summary["last_checkpoint"]).name == "last.ckpt" and last.epoch == 2  # 0-based: the third epoch
+    assert best.epoch == 0 and Path(summary["best_checkpoint"]).name == "best-epoch00.ckpt"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best-epoch00.ckpt", "last.ckpt"]
