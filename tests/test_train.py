@@ -33,7 +33,8 @@ def small_data(root: Path) -> list[str]:
 
 
 def run_in_process(tmp_path: Path, overrides: list[str]) -> dict:
-    """Compose the train config as Hydra would and run the job with ``tmp_path`` as its output folder."""
+    """Compose the train config as Hydra would and run the job with ``tmp_path`` as its output folder (the
+    ``HydraConfig`` is cleared afterwards)."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
         with open_dict(cfg):
@@ -42,7 +43,10 @@ def run_in_process(tmp_path: Path, overrides: list[str]) -> dict:
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg["hydra"]  # the task function never sees the hydra node
-        return train(cfg)
+        try:
+            return train(cfg)
+        finally:
+            HydraConfig.instance().cfg = None  # later tests run outside Hydra (their output folder is the cwd)
 
 
 def test_training_run_writes_summary_and_safe_checkpoints(tmp_path: Path, synthetic_root: Path) -> None:
