@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from saliency_probe.io_utils import file_sha256
+
 CHUNK = 1 << 20
 
 
@@ -79,14 +81,6 @@ SOURCES: dict[str, ArchiveSource] = {
 
 class DownloadError(RuntimeError):
     """A download, checksum or unpacking failure, with a message that says what to do."""
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _matches(relative: str, patterns: Sequence[str]) -> bool:

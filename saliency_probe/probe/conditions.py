@@ -8,6 +8,7 @@ with the paper's (:mod:`saliency_probe.report.conditions`), so a number beside a
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ from saliency_probe.probe.sources import TrunkSource
 IMAGENET_VGG16_SHA256_PREFIX = TORCHVISION_VGG16_FILE.split("-")[1].split(".")[0]
 #: torchvision's ImageNet weights enum names.
 IMAGENET_ENUMS = {"IMAGENET1K_V1", "IMAGENET1K_V2", "DEFAULT"}
+
+
+@functools.lru_cache(maxsize=16)
+def _weights_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a weights file, read once per (path, size, modification time): Table 7's pt, sp and sr name the
+    same few-hundred-MB file."""
+    return file_sha256(path)
 
 
 def weights_origin(weights: Any, backbone: str = "vgg16") -> dict[str, Any]:
@@ -47,7 +55,8 @@ def weights_origin(weights: Any, backbone: str = "vgg16") -> dict[str, Any]:
     text = str(weights)
     path = Path(text).expanduser()
     if path.is_file():
-        digest = file_sha256(path)
+        stat = path.stat()
+        digest = _weights_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         known = backbone == "vgg16" and digest.startswith(IMAGENET_VGG16_SHA256_PREFIX)
         return {"weights": str(path.resolve()), "origin": "imagenet" if known else "file", "sha256": digest}
     name = text.split(".")[-1]
