@@ -10,12 +10,12 @@ entry point (:func:`fixation_density`) and the numpy one (:func:`blur`) share th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 __all__ = ["kernel_size", "gaussian_kernel_1d", "blur_matrix", "blur", "fixation_density", "fixation_map", "minmax"]
 
@@ -101,21 +101,28 @@ def blur(values: np.ndarray, sigma: float) -> np.ndarray:
 def fixation_density(fixations: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur maps ``(..., H, W)`` with a Gaussian of ``sigma`` pixels, in torch (differentiable, any device).
 
-    Two 1-D convolutions with :func:`gaussian_kernel_1d` in the maps' float dtype (integer or boolean maps
-    become float32); the same values as torchvision's 2-D ``gaussian_blur`` and as :func:`blur`.
+    The separable blur as two matrix products, ``K_h X K_w^T`` with the 1-D blur matrices of :func:`blur_matrix`
+    (reflected border included), in the maps' float dtype (integer or boolean maps become float32) and outside
+    any autocast region (a ground truth is not computed in bfloat16). The values of torchvision's 2-D
+    ``gaussian_blur`` and of :func:`blur` up to float rounding; one GEMM pair costs about a tenth of two
+    single-channel convolutions with a +-3 sigma kernel (docs/benchmarks.md, "Feature cache").
     """
     values = fixations.float() if not fixations.is_floating_point() else fixations
     if sigma <= 0:
         return values
-    shape = values.shape
-    height, width = shape[-2:]
-    flat = values.reshape(-1, 1, height, width)
-    size_h, size_w = kernel_size(sigma, height), kernel_size(sigma, width)
-    kernel_h = gaussian_kernel_1d(size_h, float(sigma), flat.dtype, flat.device).view(1, 1, -1, 1)
-    kernel_w = gaussian_kernel_1d(size_w, float(sigma), flat.dtype, flat.device).view(1, 1, 1, -1)
-    flat = F.conv2d(F.pad(flat, (0, 0, size_h // 2, size_h // 2), mode="reflect"), kernel_h)
-    flat = F.conv2d(F.pad(flat, (size_w // 2, size_w // 2, 0, 0), mode="reflect"), kernel_w)
-    return flat.reshape(shape)
+    height, width = values.shape[-2:]
+    plain = (torch.autocast(values.device.type, enabled=False) if values.device.type in ("cpu", "cuda")
+             else contextlib.nullcontext())
+    with plain:
+        rows = _blur_matrix_tensor(height, float(sigma), values.dtype, values.device)
+        cols = _blur_matrix_tensor(width, float(sigma), values.dtype, values.device)
+        return rows @ values @ cols.T
+
+
+@functools.lru_cache(maxsize=16)
+def _blur_matrix_tensor(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`blur_matrix` as a tensor of ``dtype`` on ``device`` (built once per size, sigma, dtype, device)."""
+    return torch.tensor(blur_matrix(size, sigma), dtype=dtype, device=device)
 
 
 def fixation_map(pixels_xy: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -138,3 +138,23 @@ def test_report_of_an_empty_run_lists_nothing_but_stays_valid(tmp_path: Path) ->
     (tmp_path / "run").mkdir()
     report = build_report(tmp_path / "run", models=[])
     assert "## All files of this run" in report and "## Inner" not in report and "## Output" not in report
+
+
+def test_fig4_bars_are_each_model_minus_the_setup_one_model_by_hand() -> None:
+    """Fig. 4's heights are against the model before fine-tuning wherever it stands in the model list (here
+    last, as a sweep folder lists the layers=0 job after others), not against the first model."""
+    from saliency_probe.report.inner import improvement_figure, improvements_against
+
+    values = {("L1", "face"): 2.0, ("L1", "text"): 1.5, ("L3", "face"): 2.5, ("L0", "face"): 1.25,
+              ("L0", "text"): 1.0, ("L0", "car"): 0.5, ("L1", "face", "conv4_3"): 9.0}
+    rows = [{"model": k[0], "category": k[1], "layer": k[2] if len(k) > 2 else "conv5_3", "top10_mean_nss": v}
+            for k, v in values.items()]
+    present, bars = improvements_against(rows, ["L1", "L3", "L0"], "L0", "conv5_3", ["face", "text", "car"], 10)
+    assert present == ["face", "text", "car"]
+    assert bars["L1"][:2] == [0.75, 0.5] and np.isnan(bars["L1"][2])
+    assert bars["L3"][0] == 1.25 and np.isnan(bars["L3"][1]) and set(bars) == {"L1", "L3"}
+    figure = improvement_figure(rows, ["L1", "L3", "L0"], "conv5_3", ["face", "text", "car"], 10, "L0")
+    heights = [patch.get_height() for patch in figure.axes[0].patches]
+    assert heights == [0.75, 0.5, 0.0, 1.25, 0.0, 0.0]  # NaN drawn as an empty bar
+    assert "against L0" in figure.axes[0].get_title()
+    assert improvement_figure(rows, ["L0"], "conv5_3", ["face"], 10, "L0") is None

@@ -161,3 +161,23 @@ def test_fixation_density_equals_torchvision_gaussian_blur() -> None:
     tiny = (torch.rand(1, 12, 20) > 0.8).float()  # kernel limited to the map: 11 x 19
     reference = TF.gaussian_blur(tiny[:, None], kernel_size=[19, 11], sigma=[24.0, 24.0])[:, 0]
     assert torch.allclose(fixation_density(tiny, 24.0), reference, atol=1e-7)
+
+
+def test_fixation_density_stays_float32_under_autocast_and_keeps_gradients() -> None:
+    """Under bf16 autocast (the GPU trainer's validation) the ground truth is still float32, the same values;
+    maps of shape (B, H, W) of a non-square size blur each map alone; gradients flow to the input."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from saliency_probe.maps import fixation_density
+
+    torch.manual_seed(1)
+    fixations = (torch.rand(3, 50, 70) > 0.98).float()
+    plain = fixation_density(fixations, 4.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = fixation_density(fixations, 4.0)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
+    reference = TF.gaussian_blur(fixations[1:2, None], kernel_size=[25, 25], sigma=[4.0, 4.0])[0, 0]
+    assert torch.allclose(plain[1], reference, atol=1e-7)
+    counts = fixations.clone().requires_grad_(True)
+    fixation_density(counts, 4.0).sum().backward()
+    assert counts.grad is not None and counts.grad.shape == counts.shape

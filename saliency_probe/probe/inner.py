@@ -375,7 +375,9 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
         written.append(str(write_json(context.tables_dir / files.STATISTICS_FINETUNE, finetune)))
         if figures.enabled and len(primary) > 1:
             layer = improvement_layer
-            figure = improvement_figure(all_rows, primary, layer, categories, top_k)
+            before = reference_source(context.sources)
+            reference = before.name if before is not None and before.name in primary else primary[0]
+            figure = improvement_figure(all_rows, primary, layer, categories, top_k, reference)
             if figure is not None:
                 png = save_figure(figure, context.figures_dir / files.inner_improvement_png(layer))
                 written.append(str(png))

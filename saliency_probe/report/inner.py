@@ -156,17 +156,29 @@ def improvement_bars(
     return figure
 
 
-def improvement_figure(
-    rows: Sequence[dict[str, Any]], models: Sequence[str], layer: str, categories: Sequence[str], top_k: int
-) -> Figure | None:
-    """Fig. 4 from the inner table's rows: top-k mean NSS of each model minus the first model's at ``layer``."""
+def improvements_against(
+    rows: Sequence[dict[str, Any]], models: Sequence[str], reference: str, layer: str, categories: Sequence[str],
+    top_k: int,
+) -> tuple[list[str], dict[str, list[float]]]:
+    """Fig. 4's bar heights: per model other than ``reference``, its top-k mean NSS at ``layer`` minus the
+    reference's, for the categories the reference has (NaN where the model lacks one)."""
     stat = f"top{top_k}_mean_nss"
     table = {(r["model"], r["category"]): r[stat] for r in rows if r["layer"] == layer}
-    reference, others = models[0], list(models[1:])
-    if not others:
-        return None
     present = [c for c in categories if (reference, c) in table]
-    improvements = {m: [table.get((m, c), np.nan) - table[(reference, c)] for c in present] for m in others}
+    return present, {m: [table.get((m, c), np.nan) - table[(reference, c)] for c in present]
+                     for m in models if m != reference}
+
+
+def improvement_figure(
+    rows: Sequence[dict[str, Any]], models: Sequence[str], layer: str, categories: Sequence[str], top_k: int,
+    reference: str | None = None,
+) -> Figure | None:
+    """Fig. 4 from the inner table's rows: top-k mean NSS of each model minus ``reference``'s (the model before
+    fine-tuning, setup I; default the first model) at ``layer``; None without another model."""
+    reference = models[0] if reference is None else reference
+    present, improvements = improvements_against(rows, models, reference, layer, categories, top_k)
+    if not improvements:
+        return None
     return improvement_bars(
         present,
         improvements,

@@ -63,7 +63,7 @@ DESCRIPTIONS: list[tuple[str, str]] = [
     (in_tables("benchmark*"), "saliency benchmark on human fixations (NSS, CC, KLD, SIM, AUC-Judd, shuffled AUC)."),
     (f"{files.FIGURES_DIR}/{files.inner_units_png('*', '*')}", "Fig. 3: per category the unit with the largest mean NSS on the image where it "
      "scores highest."),
-    (f"{files.FIGURES_DIR}/{files.inner_improvement_png('*')}", "Fig. 4: top-k mean NSS change per category against the first model."),
+    (f"{files.FIGURES_DIR}/{files.inner_improvement_png('*')}", "Fig. 4: top-k mean NSS change per category against the model before fine-tuning (setup I: the probed pre-trained weights or the finetune.layers=0 checkpoint; else the first model)."),
     (f"{files.FIGURES_DIR}/{files.FIG5_UNIT_GAIN}_*", "Fig. 5: the conv5_3 unit and category with the largest mean-NSS gain from "
      "fine-tuning, before and after, on the image where it changed most."),
     (f"{files.FIGURES_DIR}/{files.fig6_unit('*')}", "Fig. 6: the fine-tuned trunk's best unit for the least-improved category, before "
