@@ -88,6 +88,10 @@ def test_probe_table7_shows_table7_rows_with_the_conditions_line(
         assert phrase in table7, phrase
     assert "fine-tuned on different images" not in report  # same split: no such line
     assert "- sp: " in report and "fine-tuned on synthetic SALICON-SAL-SCE" in report.split("## Models")[1]
+    # sp and sr started from pt's weights file: Section 5.2's test flags neither
+    finetune = json.loads((run / "tables/statistics_finetune.json").read_text())
+    assert finetune["reference"]["name"] == "pt" and set(finetune["models"]) == {"sp", "sr"}
+    assert all(entry["start_differs"] is None for entry in finetune["models"].values())
 
 
 def test_sp_is_table7_not_table3() -> None:
@@ -130,8 +134,12 @@ def test_random_init_sweep_probe_shows_the_conditions_line(
     run_dir = tmp_path / "train"
     assert invoke("train.py", [*synthetic_overrides(synthetic_root), *TINY_TRAIN, "finetune.layers=0",
                                f"hydra.run.dir={run_dir}"], monkeypatch) == 0
+    other = tmp_path / "train_seed1"  # another random initialisation, then fine-tuned: not setup I's start
+    assert invoke("train.py", [*synthetic_overrides(synthetic_root), *TINY_TRAIN, "finetune.layers=1", "seed=1",
+                               f"hydra.run.dir={other}"], monkeypatch) == 0
     probe = tmp_path / "probe"
-    assert invoke("probe.py", [f"ckpt={run_dir}/checkpoints/last.ckpt", *synthetic_overrides(synthetic_root),
+    ckpts = f"[{run_dir}/checkpoints/last.ckpt,{other}/checkpoints/last.ckpt]"
+    assert invoke("probe.py", [f"ckpt={ckpts}", *synthetic_overrides(synthetic_root),
                                "analyses=[inner]", "layers=[conv5_3]", "controls.shuffled_regions=false",
                                "figures.enabled=false", "logger=none", "progress_bar=false",
                                f"hydra.run.dir={probe}"], monkeypatch) == 0
@@ -145,6 +153,13 @@ def test_random_init_sweep_probe_shows_the_conditions_line(
     assert any("random initialisation" in item for item in model["paper_differences"])
     control = next(m for m in summary["models"] if m.get("control"))
     assert control["paper_row"] is None and control["paper_differences"] == []
+    # Section 5.2 against the layers=0 checkpoint (seed 0): the seed-1 model is tested and flagged
+    finetune = json.loads((probe / "tables/statistics_finetune.json").read_text())
+    tuned = summary["models"][1]["name"]
+    assert finetune["reference"]["name"] == model["name"] and list(finetune["models"]) == [tuned]
+    assert "random initialisation (seed 1), setup I from vgg16 random initialisation (seed 0)" in (
+        finetune["models"][tuned]["start_differs"])
+    assert f"- **{tuned}** started from vgg16 random initialisation (seed 1)" in report
 
 
 def test_experiment_paper_composes_per_task() -> None:

@@ -363,3 +363,43 @@ def test_report_prints_the_paper_p_only_beside_the_two_factor_test(tmp_path: Pat
     skipped = finetune_payload([ckpt("sp1", "saliency", "1")], {}, CATEGORIES, "conv5_3", 10, 0.05)
     (run / "tables/statistics_finetune.json").write_text(json.dumps(skipped))
     assert f"**Not tested:** {skipped['skipped']}." in build_report(run, models=[])
+
+
+def test_a_model_tuned_from_other_weights_than_setup_one_is_flagged_in_json_console_and_report(
+        tmp_path: Path) -> None:
+    """start_differs: a file and the torchvision enum whose digest it carries are one start; another file, another
+    random seed or another backbone are not, and the line reaches the console and report.md."""
+    from saliency_probe.probe.conditions import start_difference, starting_point
+
+    imagenet_file = {"backbone": "vgg16", "origin": "imagenet", "weights": "/w/vgg16-397923af.pth",
+                     "sha256": "397923af" + "0" * 56}
+    enum = {"backbone": "vgg16", "origin": "imagenet", "weights": "IMAGENET1K_V1", "sha256": None}
+    assert starting_point(enum)[0] == starting_point(imagenet_file)[0] == ("vgg16", "sha256", "397923af")
+    assert start_difference(enum, imagenet_file) is None
+    other_file = {**imagenet_file, "origin": "file", "weights": "/w/mine.pth", "sha256": "ab" * 32}
+    assert "mine.pth (SHA-256 abababab...)" in start_difference(enum, other_file)
+    seed0 = {"backbone": "vgg16", "origin": "random", "weights": None, "sha256": None, "seed": 0}
+    assert start_difference(seed0, dict(seed0)) is None
+    assert "random initialisation (seed 1), setup I from vgg16 random initialisation (seed 0)" in (
+        start_difference(seed0, {**seed0, "seed": 1}))
+    resnet = {"backbone": "resnet18", "origin": "imagenet", "weights": "IMAGENET1K_V1", "sha256": None}
+    assert starting_point(resnet)[0] == ("resnet18", "sha256", "f37072fd") and start_difference(enum, resnet)
+
+    reference, tuned, _ = planted_means()
+    sources = [ckpt("sp0", "saliency", "0"), ckpt("sp1", "saliency", "1"), ckpt("sp3", "saliency", "3")]
+    starts = {"sp0": seed0, "sp1": dict(seed0), "sp3": {**seed0, "seed": 7}}
+    per_model = {name: {"conv5_3": _result(means)} for name, means in
+                 (("sp0", reference), ("sp1", tuned), ("sp3", tuned))}
+    payload = finetune_payload(sources, per_model, CATEGORIES, "conv5_3", 10, 0.05, lambda s: starts[s.name])
+    assert payload["models"]["sp1"]["start_differs"] is None
+    assert "seed 7" in payload["models"]["sp3"]["start_differs"]
+    assert payload["models"]["sp3"]["anova"] == payload["models"]["sp1"]["anova"]  # still tested, only flagged
+    warnings = [line for line in finetune_lines(payload) if "WARNING" in line]
+    assert warnings == [f"Section 5.2 sp3: WARNING {payload['models']['sp3']['start_differs']}"]
+    unchecked = finetune_payload(sources, per_model, CATEGORIES, "conv5_3", 10, 0.05)
+    assert all(entry["start_differs"] is None for entry in unchecked["models"].values())
+    run = tmp_path / "run"
+    (run / "tables").mkdir(parents=True)
+    (run / "tables/statistics_finetune.json").write_text(json.dumps(payload))
+    report = build_report(run, models=[])
+    assert f"- **sp3** {payload['models']['sp3']['start_differs']}." in report and "- **sp1**" not in report

@@ -9,6 +9,7 @@ with the paper's (:mod:`saliency_probe.report.conditions`), so a number beside a
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,48 @@ def model_conditions(source: TrunkSource) -> dict[str, Any]:
         "max_epochs": trainer.get("max_epochs"),
         "checkpoint": checkpoint_choice(loaded, source.info),
         "training_precision": str(trainer.get("precision")) if trainer.get("precision") is not None else None,
+        "seed": config.get("seed"),
     }
+
+
+def _torchvision_digest_prefix(backbone: str, weights: Any) -> str | None:
+    """The SHA-256 prefix torchvision's file name of weights enum ``weights`` carries (``vgg16-397923af.pth``)."""
+    from torchvision.models import get_model_weights
+
+    try:
+        enum = get_model_weights(str(backbone))[str(weights).split(".")[-1]]
+    except (KeyError, ValueError):
+        return None
+    stem = Path(enum.url).stem
+    return stem.rsplit("-", 1)[-1] if "-" in stem else None
+
+
+def starting_point(conditions: Mapping[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """What a trunk started from, as a comparable key and a text.
+
+    A file and a torchvision enum are the same start when the file's SHA-256 begins with the digest prefix in
+    torchvision's file name (``vgg16-397923af.pth``); a random initialisation is keyed by the training seed
+    (``conditions["seed"]``; a probed random trunk has none).
+    """
+    backbone, origin = conditions.get("backbone"), conditions.get("origin")
+    weights, digest = conditions.get("weights"), conditions.get("sha256")
+    if origin == "random":
+        seed = conditions.get("seed")
+        return (backbone, "random", seed), f"{backbone} random initialisation (seed {seed})"
+    prefix = str(digest)[:8] if digest else _torchvision_digest_prefix(backbone, weights)
+    if prefix:
+        name = Path(str(weights)).name
+        return (backbone, "sha256", prefix), f"{backbone} weights {name} (SHA-256 {prefix}...)"
+    return (backbone, "weights", str(weights)), f"{backbone} weights {weights}"
+
+
+def start_difference(reference: Mapping[str, Any], tuned: Mapping[str, Any]) -> str | None:
+    """None when ``tuned`` (conditions) started from the weights of ``reference`` (setup I's conditions), else one
+    line saying what each started from."""
+    (key_before, before), (key_after, after) = starting_point(reference), starting_point(tuned)
+    if key_before == key_after:
+        return None
+    return f"started from {after}, setup I from {before}: its changes mix fine-tuning with another start"
 
 
 def probe_conditions(cfg: DictConfig, data: dict[str, dict[str, Any]]) -> dict[str, Any]:

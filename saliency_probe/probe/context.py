@@ -18,6 +18,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.data import Dataset
 
 from saliency_probe.models.backbone import Architecture, BackboneSpec, architecture
+from saliency_probe.probe.conditions import model_conditions
 from saliency_probe.probe.options import read_options
 from saliency_probe.probe.passes import PassResult, ProbePass
 from saliency_probe.probe.precision import forward_precision, probe_precision, trainer_precision
@@ -55,7 +56,14 @@ class ProbeContext:
     results: dict[str, AnalysisResult] = field(default_factory=dict)
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
     _datamodules: dict[str, pl.LightningDataModule] = field(default_factory=dict)
+    _conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
     _passes: int = 0
+
+    def conditions(self, source: TrunkSource) -> dict[str, Any]:
+        """:func:`~saliency_probe.probe.conditions.model_conditions` of ``source``, read once per run."""
+        if source.name not in self._conditions:
+            self._conditions[source.name] = model_conditions(source)
+        return self._conditions[source.name]
 
     @property
     def architecture(self) -> Architecture:

@@ -8,7 +8,7 @@ replaced by random fixations of the same image) and a random-initialisation trun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from saliency_probe.data.popout_datamodule import data_is_popout
 from saliency_probe.io_utils import safe_name, write_json, write_text
 from saliency_probe.metrics import functional as MF
 from saliency_probe.probe.activations import LayerActivations
+from saliency_probe.probe.conditions import start_difference
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.module import RegionProbeModule
 from saliency_probe.probe.options import ControlsOptions, FiguresOptions, OutputOptions
@@ -123,6 +124,7 @@ def finetune_payload(
     layer: str,
     top_k: int,
     alpha: float,
+    conditions: Callable[[TrunkSource], Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``statistics_finetune.json``: Section 5.2's tests for every fine-tuned checkpoint against setup I.
 
@@ -130,7 +132,10 @@ def finetune_payload(
     ``finetune_layers`` 0 (the rule of the unit figures, :func:`~saliency_probe.probe.unit_figures.
     reference_source`). For every other checkpoint with fine-tuned layers: :func:`~saliency_probe.probe.stats.
     finetune_statistics` of its ``layer`` unit means against setup I's. ``skipped`` (the whole file) and each
-    model's ``skipped`` say why a test was not run; nothing is left out silently.
+    model's ``skipped`` say why a test was not run; nothing is left out silently. With ``conditions`` (a model's
+    :func:`~saliency_probe.probe.conditions.model_conditions`) each model's ``start_differs`` says when it did not
+    start from setup I's weights (:func:`~saliency_probe.probe.conditions.start_difference`; null: the same start,
+    or not checked without ``conditions``).
     """
     reference = reference_source(sources)
     tuned = [s for s in sources if _is_tuned(s)]
@@ -151,6 +156,8 @@ def finetune_payload(
                       f"their mean is the change of the top-{top_k} mean NSS (Table 3, Fig. 4)",
             "setup_I": "the trunk before fine-tuning: a probed backbone.weights model, else a checkpoint with "
                        "finetune_layers 0",
+            "start": "start_differs: not null when a model's recorded starting weights (file SHA-256, torchvision "
+                     "enum digest, or random initialisation and seed) are not setup I's",
             "anova": "scipy.stats.f_oneway across the categories with >= 2 finite values",
             "tukey": f"scipy.stats.tukey_hsd on the same groups; pairs with p < {alpha:g} (output.alpha)",
             "differs_from_all": "tested categories whose Tukey pairs with every other tested category differ",
@@ -172,7 +179,9 @@ def finetune_payload(
         return payload
     for source in tuned:
         entry: dict[str, Any] = {"task": source.info.get("task"), "finetune_layers": source.info.get("finetune_layers"),
-                                 "skipped": None}
+                                 "skipped": None, "start_differs": None}
+        if conditions is not None:
+            entry["start_differs"] = start_difference(conditions(reference), conditions(source))
         after = per_model.get(source.name, {}).get(layer)
         if after is None:
             entry["skipped"] = f"layer {layer} was not probed for this model"
@@ -359,7 +368,8 @@ def run_inner(context: ProbeContext) -> AnalysisResult:
 
     models = [s.name for s in context.sources]
     controls = [s.name for s in context.sources if s.control]
-    finetune = finetune_payload(context.sources, per_model, categories, improvement_layer, top_k, alpha)
+    finetune = finetune_payload(context.sources, per_model, categories, improvement_layer, top_k, alpha,
+                                context.conditions)
     if context.is_global_zero:
         column_names = columns(top_k)
         header = (

@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import WandbLogger
 from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import BackboneSpec, architecture
-from saliency_probe.probe.conditions import model_conditions, probe_conditions
+from saliency_probe.probe.conditions import probe_conditions
 from saliency_probe.probe.context import ProbeContext
 from saliency_probe.probe.options import SECTIONS, FiguresOptions, PopoutOptions, read_options
 from saliency_probe.probe.precision import probe_precision
@@ -142,7 +142,7 @@ def run_probe(cfg: DictConfig, explicit_backbone: bool | None = None) -> dict[st
             context.results[analysis] = get_analysis(analysis).run(context)
         data = context.data_summaries()
         probe = probe_conditions(cfg, data)
-        models = [{"name": s.name, "kind": s.kind, "control": s.control, **s.info, "conditions": model_conditions(s)}
+        models = [{"name": s.name, "kind": s.kind, "control": s.control, **s.info, "conditions": context.conditions(s)}
                   for s in sources]
         for model in models:
             row = experiment_row(model)

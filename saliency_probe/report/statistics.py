@@ -46,6 +46,8 @@ def finetune_lines(payload: Mapping[str, Any]) -> list[str]:
         lines.append(f"Section 5.2 {model} vs {reference} at {payload.get('layer')}: ANOVA p = "
                      f"{_p(entry['anova'].get('p'))}, {len(entry.get('tukey') or [])} Tukey pair(s) differ; "
                      f"different from every other category: {differ}")
+    lines += [f"Section 5.2 {model}: WARNING {entry['start_differs']}"
+              for model, entry in (payload.get("models") or {}).items() if entry.get("start_differs")]
     lines += [f"Section 5.2 {model}: not run ({reason})" for model, reason in (payload.get("not_tested") or {}).items()]
     return lines
 
@@ -81,6 +83,9 @@ def finetune_markdown(payload: Mapping[str, Any], paper: Mapping[str, Any] | Non
                 for model, entry in tested.items()]
         lines += [f"**mean improvement per category (top-{top_k} mean NSS change at {layer})**", "",
                   markdown_table(["model", *categories], rows), ""]
+    other_start = [f"- **{model}** {entry['start_differs']}." for model, entry in models.items()
+                   if entry.get("start_differs")]
+    lines += [*other_start, *([""] if other_start else [])]
     lines += [f"- {model}: not tested ({reason})" for model, reason in (payload.get("not_tested") or {}).items()]
     return lines + ([""] if payload.get("not_tested") else [])
 
