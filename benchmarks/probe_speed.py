@@ -270,17 +270,15 @@ def report(args: argparse.Namespace, device: torch.device, speed: dict, mem: lis
             f"Peak RSS ratio {mem[-1]['images']} / {mem[0]['images']} images: "
             f"{mem[-1]['peak_rss_mib'] / mem[0]['peak_rss_mib']:.3f} (flat = 1).",
         ]
-    flags = " ".join([f"--images {args.images}", *(passthrough(args)[4:] if args.device != "cpu" else []),
-                      *([f"--backbone {args.backbone}"] if args.backbone != "vgg16" and args.device == "cpu" else []),
-                      *([f"--layers {' '.join(args.layers)}"] if args.layers and args.device == "cpu" else [])])
+    flags = reproduce_flags(args)
     lines += [
         "",
-        f"Reproduce: `python benchmarks/probe_speed.py {flags}`.",
+        f"Reproduce: `{' '.join(['python benchmarks/probe_speed.py', *([flags] if flags else [])])}`.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--root", type=Path, default=REPO / "data" / "bench_probe", help="synthetic data folder"
@@ -301,6 +299,32 @@ def main() -> None:
     parser.add_argument("--memory-sizes", default="10,100", help="image counts of the memory runs")
     parser.add_argument("--memory-run", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="write the Markdown section here")
+    return parser
+
+
+def reproduce_flags(args: argparse.Namespace) -> str:
+    """The command-line flags of this run that differ from their defaults (``--out`` and the internal
+    ``--memory-run`` left out), in the parser's order: the "Reproduce" line."""
+    defaults = vars(build_parser().parse_args([]))
+    flags = []
+    for dest, default in defaults.items():
+        value = getattr(args, dest)
+        if dest in {"out", "memory_run"} or value == default or (
+                isinstance(value, (list, tuple)) and isinstance(default, (list, tuple))
+                and list(value) == list(default)):
+            continue
+        option = "--" + dest.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(option)
+        elif isinstance(value, (list, tuple)):
+            flags.append(" ".join([option, *map(str, value)]))
+        else:
+            flags.append(f"{option} {value}")
+    return " ".join(flags)
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     global CHOSEN_LAYERS
     CHOSEN_LAYERS = args.layers

@@ -117,3 +117,20 @@ def test_loops_make_the_same_updates_on_resnet18(bench) -> None:
     for key, value in before.items():
         assert torch.equal(value, after_plain[key]) != key.startswith(("trunk.layer4.", "head.")), key
         torch.testing.assert_close(after_lightning[key], after_plain[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_probe_speed_reproduce_line_parses_back_to_the_same_run() -> None:
+    """The "Reproduce" line of benchmarks/probe_speed.py names every flag that differs from its default, on CPU as
+    on CUDA: parsed again it gives the run's arguments (less --out)."""
+    spec = importlib.util.spec_from_file_location("probe_speed", SCRIPT.parent / "probe_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parser = module.build_parser()
+    for argv in (["--backbone", "resnet18", "--layers", "layer3", "layer4", "--images", "8", "--threads", "1"],
+                 ["--device", "cuda", "--bf16", "--osie-hw", "60", "80", "--memory-sizes", "5,10", "--out", "x.md"],
+                 []):
+        args = parser.parse_args(argv)
+        line = module.reproduce_flags(args)
+        again = vars(parser.parse_args(line.split()))
+        assert again == {**vars(args), "out": None}, (argv, line)
+    assert module.reproduce_flags(parser.parse_args([])) == ""
