@@ -69,6 +69,7 @@ step() { echo; echo "## $1 ($(date +%H:%M:%S))"; }
     status=$?
     grep -E "^(train:|final validation|feature cache)" "$WORK/train_$mode.log"
     [ $status -eq 0 ] || { echo "train.py cache.features=$mode failed ($status):"; tail -20 "$WORK/train_$mode.log"; }
-    echo "cache.features=$mode: $((SECONDS - start)) s wall (the first run also generates the data)"
+    note=""; [ "$mode" = false ] && note=" (this first run also generates the data)"
+    echo "cache.features=$mode: $((SECONDS - start)) s wall$note"
   done
 } 2>&1 | tee "$LOG"
