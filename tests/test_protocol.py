@@ -16,7 +16,12 @@ from test_probe import synthetic_overrides
 from test_run_folders import invoke
 
 from saliency_probe.models.checkpoint import load_checkpoint
-from saliency_probe.report.conditions import conditions_line, experiment_row, same_images_differences
+from saliency_probe.report.conditions import (
+    conditions_line,
+    experiment_row,
+    same_images_differences,
+    same_start_differences,
+)
 from saliency_probe.report.report_md import paper_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +97,8 @@ def test_probe_table7_shows_table7_rows_with_the_conditions_line(
     finetune = json.loads((run / "tables/statistics_finetune.json").read_text())
     assert finetune["reference"]["name"] == "pt" and set(finetune["models"]) == {"sp", "sr"}
     assert all(entry["start_differs"] is None for entry in finetune["models"].values())
+    starts = {m["name"]: m["conditions"]["start"]["key"] for m in summary["models"]}
+    assert starts["pt"] == starts["sp"] == starts["sr"] and "did not all start from the same weights" not in report
 
 
 def test_sp_is_table7_not_table3() -> None:
@@ -126,6 +133,27 @@ def test_the_paper_conditions_give_no_line_and_each_difference_is_named() -> Non
     assert same_images_differences([PAPER_MODEL, sr]) and "different images" in same_images_differences(
         [PAPER_MODEL, sr])[0]
     assert same_images_differences([PAPER_MODEL, {**sr, "conditions": PAPER_MODEL["conditions"]}]) == []
+
+
+def test_table7_models_from_other_starting_weights_get_a_line() -> None:
+    """Table 7 compares the tasks from one start: sp and sr whose recorded starts differ get one line naming both."""
+    from saliency_probe.probe.conditions import starting_point
+
+    imagenet = {"key": list(starting_point({"backbone": "vgg16", "origin": "imagenet", "weights": "IMAGENET1K_V1"})[0]),
+                "text": "vgg16 weights IMAGENET1K_V1 (SHA-256 397923af...)"}
+    mine = {"key": ["vgg16", "sha256", "abababab"], "text": "vgg16 weights mine.pth (SHA-256 abababab...)"}
+    sp = {**PAPER_MODEL, "conditions": {**PAPER_MODEL["conditions"], "start": imagenet}}
+    sr = {**sp, "name": "sr", "task": "scene"}
+    assert same_start_differences([sp, sr]) == []
+    other = {**sr, "conditions": {**sr["conditions"], "start": mine}}
+    lines = same_start_differences([sp, other])
+    assert lines == ["sp, sr did not all start from the same weights (sp from vgg16 weights IMAGENET1K_V1 (SHA-256 "
+                     "397923af...); sr from vgg16 weights mine.pth (SHA-256 abababab...)); Table 7 compares the "
+                     "tasks from one start"]
+    table3 = {**sp, "name": "sp_salicon", "conditions": {**sp["conditions"], "start": mine,
+                                                          "trained_on": {"data_set": "SALICON"}}}
+    assert experiment_row(table3) == ("table3", "1")
+    assert same_start_differences([sp, table3]) == []  # a Table 3 model is not part of Table 7's premise
 
 
 def test_random_init_sweep_probe_shows_the_conditions_line(

@@ -98,14 +98,15 @@ def model_conditions(source: TrunkSource) -> dict[str, Any]:
     spec: BackboneSpec = source.spec
     if source.kind != "checkpoint":
         weights = None if source.kind == "random" else source.weights
-        return {"backbone": spec.name, **weights_origin(weights, spec.name), "trained_on": None}
+        return _with_start({"backbone": spec.name, **weights_origin(weights, spec.name), "trained_on": None,
+                            "seed": source.seed if source.kind == "random" else None})
     loaded = source.checkpoint()
     assert loaded is not None
     metadata = loaded.metadata
     config = metadata.get("config") or {}
     record = metadata.get("backbone") or {}
     trainer = config.get("trainer") or {}
-    return {
+    return _with_start({
         "backbone": spec.name,
         **weights_origin(record.get("weights"), spec.name),
         "trained_on": training_data(config, metadata.get("data_split")),
@@ -116,7 +117,14 @@ def model_conditions(source: TrunkSource) -> dict[str, Any]:
         "checkpoint": checkpoint_choice(loaded, source.info),
         "training_precision": str(trainer.get("precision")) if trainer.get("precision") is not None else None,
         "seed": config.get("seed"),
-    }
+    })
+
+
+def _with_start(conditions: dict[str, Any]) -> dict[str, Any]:
+    """``conditions`` with ``start``: ``{"key": [...], "text": ...}`` of :func:`starting_point` (equal keys = the
+    same starting weights; the report compares Table 7's models by it)."""
+    key, text = starting_point(conditions)
+    return {**conditions, "start": {"key": list(key), "text": text}}
 
 
 def _torchvision_digest_prefix(backbone: str, weights: Any) -> str | None:

@@ -142,6 +142,20 @@ def same_images_differences(models: Sequence[Mapping[str, Any]]) -> list[str]:
     return []
 
 
+def same_start_differences(models: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Table 7's other premise: pt, sp and sr start from the same weights (``conditions.start`` of each model)."""
+    starts = {}
+    for model in models:
+        if (experiment_row(model) or ("", ""))[0] == "table7":
+            start = (model.get("conditions") or {}).get("start") or {}
+            starts[model["name"]] = (tuple(start.get("key") or ()), start.get("text"))
+    if len(starts) < 2 or len({key for key, _ in starts.values()}) < 2:
+        return []
+    listed = "; ".join(f"{name} from {text or 'unrecorded weights'}" for name, (_, text) in starts.items())
+    return [f"{', '.join(starts)} did not all start from the same weights ({listed}); Table 7 compares the tasks "
+            "from one start"]
+
+
 def conditions_line(model: Mapping[str, Any], row: tuple[str, str], probe: Mapping[str, Any]) -> str | None:
     """The visible line beside a paper comparison: every difference from the paper's conditions, or None."""
     found = model_differences(model, row) + probe_differences(probe)

@@ -26,6 +26,7 @@ from saliency_probe.report.conditions import (
     experiment_row,
     probe_differences,
     same_images_differences,
+    same_start_differences,
     table_title,
 )
 from saliency_probe.report.files import in_tables
@@ -128,6 +129,7 @@ def _conditions_lines(matched: Sequence[tuple[Mapping[str, Any], tuple[str, str]
     """The visible conditions line of every matched model whose conditions differ from the paper's."""
     found = [line for model, row in matched if (line := conditions_line(model, row, {}))]
     found += same_images_differences([model for model, _ in matched])
+    found += same_start_differences([model for model, _ in matched])
     run = probe_differences(probe)
     if run:
         found.append("every row: the probe's conditions differ from the paper's: " + "; ".join(run) + ".")
