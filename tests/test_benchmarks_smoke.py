@@ -7,28 +7,21 @@ start), that the steady-state clock computes what it says, and that the report h
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import benchmark_script
 
 from saliency_probe.models.backbone import CONV_LAYER_NAMES, trainable_conv_layers
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """The benchmark script imported as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    """benchmarks/train_throughput.py as a module."""
+    with benchmark_script("train_throughput") as module:
+        yield module
 
 
 @pytest.fixture(autouse=True)
@@ -122,15 +115,13 @@ def test_loops_make_the_same_updates_on_resnet18(bench) -> None:
 def test_probe_speed_reproduce_line_parses_back_to_the_same_run() -> None:
     """The "Reproduce" line of benchmarks/probe_speed.py names every flag that differs from its default, on CPU as
     on CUDA: parsed again it gives the run's arguments (less --out)."""
-    spec = importlib.util.spec_from_file_location("probe_speed", SCRIPT.parent / "probe_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    parser = module.build_parser()
-    for argv in (["--backbone", "resnet18", "--layers", "layer3", "layer4", "--images", "8", "--threads", "1"],
-                 ["--device", "cuda", "--bf16", "--osie-hw", "60", "80", "--memory-sizes", "5,10", "--out", "x.md"],
-                 []):
-        args = parser.parse_args(argv)
-        line = module.reproduce_flags(args)
-        again = vars(parser.parse_args(line.split()))
-        assert again == {**vars(args), "out": None}, (argv, line)
-    assert module.reproduce_flags(parser.parse_args([])) == ""
+    with benchmark_script("probe_speed") as module:
+        parser = module.build_parser()
+        for argv in (["--backbone", "resnet18", "--layers", "layer3", "layer4", "--images", "8", "--threads", "1"],
+                     ["--device", "cuda", "--bf16", "--osie-hw", "60", "80", "--memory-sizes", "5,10", "--out", "x.md"],
+                     []):
+            args = parser.parse_args(argv)
+            line = module.reproduce_flags(args)
+            again = vars(parser.parse_args(line.split()))
+            assert again == {**vars(args), "out": None}, (argv, line)
+        assert module.reproduce_flags(parser.parse_args([])) == ""

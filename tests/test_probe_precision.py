@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_SYNTHETIC
+from conftest import SMALL_SYNTHETIC, benchmark_script
 from test_probe import run_in, synthetic_overrides
 
 from saliency_probe.errors import ConfigError
@@ -64,16 +64,7 @@ def test_probe_precision_values() -> None:
 
 
 def test_precision_benchmark_counts_deltas_and_flips(tmp_path) -> None:
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_precision.py"
-    spec = importlib.util.spec_from_file_location("probe_precision_bench", script)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    try:
-        spec.loader.exec_module(bench)
+    with benchmark_script("probe_precision") as bench:
         # a planted comparison: one unit crosses T, the other moves below it; region deltas 0.25 and 0
         reference = {"conv5_3": np.array([[1.49, 3.0], [2.0, 0.5]])}
         other = {"conv5_3": np.array([[1.51, 3.0], [2.0, 0.25]])}
@@ -94,5 +85,3 @@ def test_precision_benchmark_counts_deltas_and_flips(tmp_path) -> None:
             assert 0 < row["region_median"] <= row["region_p99"] <= row["region_max"]
         text = bench.markdown(result, "python benchmarks/probe_precision.py --synthetic")
         assert "| all | " in text and "torch " in text
-    finally:
-        sys.modules.pop(spec.name, None)
