@@ -128,11 +128,8 @@ class Settings:
 
 def run_job(settings: Settings, layers: str, cached: bool, dtype: str = "float32", name: str = "") -> Job:
     """``training.train`` on the composed config, as ``python train.py ...`` would run it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
     import saliency_probe.training as training
+    from saliency_probe.run_context import composed_job
 
     out = settings.work / (name or f"layers{layers}-{'cached' if cached else 'plain'}-{dtype}")
     cache_dir = out / "cache"  # an empty cache per job: every cached job builds (and pays for) its cache
@@ -161,17 +158,10 @@ def run_job(settings: Settings, layers: str, cached: bool, dtype: str = "float32
     def with_clock(callbacks_cfg: Any) -> list[pl.Callback]:
         return [*build_callbacks(callbacks_cfg), clock]
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out)
-        cfg.hydra.job.override_dirname = ",".join(overrides)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
     training.build_callbacks, saliency.fixation_density = with_clock, timed_density
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the job's own end-of-run report
+        with composed_job(REPO / "conf", "train", overrides, out) as cfg, \
+                contextlib.redirect_stdout(io.StringIO()):  # the job's own end-of-run report
             start = time.perf_counter()
             summary = training.train(cfg)
             end = time.perf_counter()

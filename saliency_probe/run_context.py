@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,35 @@ def output_dir() -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path.cwd()
+
+
+@contextlib.contextmanager
+def composed_job(
+    config_dir: str | os.PathLike[str], config_name: str, overrides: Sequence[str], job_dir: str | os.PathLike[str]
+) -> Iterator[DictConfig]:
+    """The job config of ``config_name`` with ``overrides``, composed as the command line would, while this job's
+    ``HydraConfig`` says ``job_dir`` is its output folder; the ``HydraConfig`` is cleared on exit.
+
+    For running ``train.py``'s or ``probe.py``'s task function in-process (tests, benchmarks, notebooks):
+    ``with composed_job("conf", "train", ["finetune.layers=0"], "out") as cfg: train(cfg)``. The task function
+    sees no ``hydra`` node, as under ``@hydra.main``.
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    overrides = [str(item) for item in overrides]
+    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(job_dir)
+            cfg.hydra.job.override_dirname = ",".join(overrides)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            yield cfg
+        finally:
+            HydraConfig.instance().cfg = None  # what runs next runs outside Hydra (its output folder is the cwd)
 
 
 SWEEP_SYNTAX = (",", "range(", "choice(", "glob(", "interval(")

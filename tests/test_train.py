@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from saliency_probe.models.checkpoint import load_checkpoint
+from saliency_probe.run_context import composed_job
 from saliency_probe.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,18 +33,8 @@ def small_data(root: Path) -> list[str]:
 def run_in_process(tmp_path: Path, overrides: list[str]) -> dict:
     """Compose the train config as Hydra would and run the job with ``tmp_path`` as its output folder (the
     ``HydraConfig`` is cleared afterwards)."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path)
-            cfg.hydra.job.override_dirname = ",".join(overrides)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]  # the task function never sees the hydra node
-        try:
-            return train(cfg)
-        finally:
-            HydraConfig.instance().cfg = None  # later tests run outside Hydra (their output folder is the cwd)
+    with composed_job(REPO / "conf", "train", overrides, tmp_path) as cfg:
+        return train(cfg)
 
 
 def test_training_run_writes_summary_and_safe_checkpoints(tmp_path: Path, synthetic_root: Path) -> None:
@@ -181,3 +169,21 @@ def test_fixation_density_stays_float32_under_autocast_and_keeps_gradients() -> 
     counts = fixations.clone().requires_grad_(True)
     fixation_density(counts, 4.0).sum().backward()
     assert counts.grad is not None and counts.grad.shape == counts.shape
+
+
+def test_composed_job_sets_the_output_folder_only_while_inside(tmp_path: Path) -> None:
+    """In-process jobs (tests, benchmarks/sweep_cache.py) see their own output folder and no hydra node; after the
+    block HydraConfig is cleared, so a later job does not write into this one's folder (the leak this guards)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from saliency_probe.run_context import output_dir, run_identity
+
+    with composed_job(REPO / "conf", "train", ["finetune.layers=0", "seed=3"], tmp_path / "job") as cfg:
+        assert output_dir() == tmp_path / "job" and "hydra" not in cfg
+        assert cfg.seed == 3 and str(cfg.finetune.layers) == "0"
+        assert HydraConfig.get().job.override_dirname == "finetune.layers=0,seed=3"
+        assert run_identity("x")[0]  # the run name is read from the composed HydraConfig
+    assert not HydraConfig.initialized() and output_dir() == Path.cwd()
+    with pytest.raises(RuntimeError, match="boom"), composed_job(REPO / "conf", "train", [], tmp_path / "j2"):
+        raise RuntimeError("boom")
+    assert not HydraConfig.initialized()
