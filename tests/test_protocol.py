@@ -137,10 +137,10 @@ def test_the_paper_conditions_give_no_line_and_each_difference_is_named() -> Non
 
 def test_table7_models_from_other_starting_weights_get_a_line() -> None:
     """Table 7 compares the tasks from one start: sp and sr whose recorded starts differ get one line naming both."""
-    from saliency_probe.probe.conditions import starting_point
+    from saliency_probe.probe.conditions import with_start
 
-    imagenet = {"key": list(starting_point({"backbone": "vgg16", "origin": "imagenet", "weights": "IMAGENET1K_V1"})[0]),
-                "text": "vgg16 weights IMAGENET1K_V1 (SHA-256 397923af...)"}
+    imagenet = with_start({"backbone": "vgg16", "origin": "imagenet", "weights": "IMAGENET1K_V1"})["start"]
+    assert imagenet["text"] == "vgg16 weights IMAGENET1K_V1 (SHA-256 397923af...)"
     mine = {"key": ["vgg16", "sha256", "abababab"], "text": "vgg16 weights mine.pth (SHA-256 abababab...)"}
     sp = {**PAPER_MODEL, "conditions": {**PAPER_MODEL["conditions"], "start": imagenet}}
     sr = {**sp, "name": "sr", "task": "scene"}

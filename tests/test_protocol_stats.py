@@ -369,25 +369,27 @@ def test_a_model_tuned_from_other_weights_than_setup_one_is_flagged_in_json_cons
         tmp_path: Path) -> None:
     """start_differs: a file and the torchvision enum whose digest it carries are one start; another file, another
     random seed or another backbone are not, and the line reaches the console and report.md."""
-    from saliency_probe.probe.conditions import start_difference, starting_point
+    from saliency_probe.probe.conditions import starting_point, with_start
+    from saliency_probe.report.conditions import start_difference
 
-    imagenet_file = {"backbone": "vgg16", "origin": "imagenet", "weights": "/w/vgg16-397923af.pth",
-                     "sha256": "397923af" + "0" * 56}
-    enum = {"backbone": "vgg16", "origin": "imagenet", "weights": "IMAGENET1K_V1", "sha256": None}
+    imagenet_file = with_start({"backbone": "vgg16", "origin": "imagenet", "weights": "/w/vgg16-397923af.pth",
+                                "sha256": "397923af" + "0" * 56})
+    enum = with_start({"backbone": "vgg16", "origin": "imagenet", "weights": "IMAGENET1K_V1", "sha256": None})
     assert starting_point(enum)[0] == starting_point(imagenet_file)[0] == ("vgg16", "sha256", "397923af")
     assert start_difference(enum, imagenet_file) is None
-    other_file = {**imagenet_file, "origin": "file", "weights": "/w/mine.pth", "sha256": "ab" * 32}
+    other_file = with_start({**imagenet_file, "origin": "file", "weights": "/w/mine.pth", "sha256": "ab" * 32})
     assert "mine.pth (SHA-256 abababab...)" in start_difference(enum, other_file)
-    seed0 = {"backbone": "vgg16", "origin": "random", "weights": None, "sha256": None, "seed": 0}
+    seed0 = with_start({"backbone": "vgg16", "origin": "random", "weights": None, "sha256": None, "seed": 0})
     assert start_difference(seed0, dict(seed0)) is None
     assert "random initialisation (seed 1), setup I from vgg16 random initialisation (seed 0)" in (
-        start_difference(seed0, {**seed0, "seed": 1}))
-    resnet = {"backbone": "resnet18", "origin": "imagenet", "weights": "IMAGENET1K_V1", "sha256": None}
+        start_difference(seed0, with_start({**seed0, "seed": 1})))
+    resnet = with_start({"backbone": "resnet18", "origin": "imagenet", "weights": "IMAGENET1K_V1", "sha256": None})
     assert starting_point(resnet)[0] == ("resnet18", "sha256", "f37072fd") and start_difference(enum, resnet)
+    assert start_difference({"origin": "random"}, seed0) is None  # an older summary without start: not judged
 
     reference, tuned, _ = planted_means()
     sources = [ckpt("sp0", "saliency", "0"), ckpt("sp1", "saliency", "1"), ckpt("sp3", "saliency", "3")]
-    starts = {"sp0": seed0, "sp1": dict(seed0), "sp3": {**seed0, "seed": 7}}
+    starts = {"sp0": seed0, "sp1": dict(seed0), "sp3": with_start({**seed0, "seed": 7})}
     per_model = {name: {"conv5_3": _result(means)} for name, means in
                  (("sp0", reference), ("sp1", tuned), ("sp3", tuned))}
     payload = finetune_payload(sources, per_model, CATEGORIES, "conv5_3", 10, 0.05, lambda s: starts[s.name])

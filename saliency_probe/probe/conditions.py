@@ -98,7 +98,7 @@ def model_conditions(source: TrunkSource) -> dict[str, Any]:
     spec: BackboneSpec = source.spec
     if source.kind != "checkpoint":
         weights = None if source.kind == "random" else source.weights
-        return _with_start({"backbone": spec.name, **weights_origin(weights, spec.name), "trained_on": None,
+        return with_start({"backbone": spec.name, **weights_origin(weights, spec.name), "trained_on": None,
                             "seed": source.seed if source.kind == "random" else None})
     loaded = source.checkpoint()
     assert loaded is not None
@@ -106,7 +106,7 @@ def model_conditions(source: TrunkSource) -> dict[str, Any]:
     config = metadata.get("config") or {}
     record = metadata.get("backbone") or {}
     trainer = config.get("trainer") or {}
-    return _with_start({
+    return with_start({
         "backbone": spec.name,
         **weights_origin(record.get("weights"), spec.name),
         "trained_on": training_data(config, metadata.get("data_split")),
@@ -120,9 +120,9 @@ def model_conditions(source: TrunkSource) -> dict[str, Any]:
     })
 
 
-def _with_start(conditions: dict[str, Any]) -> dict[str, Any]:
+def with_start(conditions: dict[str, Any]) -> dict[str, Any]:
     """``conditions`` with ``start``: ``{"key": [...], "text": ...}`` of :func:`starting_point` (equal keys = the
-    same starting weights; the report compares Table 7's models by it)."""
+    same starting weights: :func:`saliency_probe.report.conditions.start_difference` compares them)."""
     key, text = starting_point(conditions)
     return {**conditions, "start": {"key": list(key), "text": text}}
 
@@ -156,15 +156,6 @@ def starting_point(conditions: Mapping[str, Any]) -> tuple[tuple[Any, ...], str]
         name = Path(str(weights)).name
         return (backbone, "sha256", prefix), f"{backbone} weights {name} (SHA-256 {prefix}...)"
     return (backbone, "weights", str(weights)), f"{backbone} weights {weights}"
-
-
-def start_difference(reference: Mapping[str, Any], tuned: Mapping[str, Any]) -> str | None:
-    """None when ``tuned`` (conditions) started from the weights of ``reference`` (setup I's conditions), else one
-    line saying what each started from."""
-    (key_before, before), (key_after, after) = starting_point(reference), starting_point(tuned)
-    if key_before == key_after:
-        return None
-    return f"started from {after}, setup I from {before}: its changes mix fine-tuning with another start"
 
 
 def probe_conditions(cfg: DictConfig, data: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from saliency_probe.data.popout_datamodule import data_is_popout
 from saliency_probe.io_utils import safe_name, write_json, write_text
 from saliency_probe.metrics import functional as MF
 from saliency_probe.probe.activations import LayerActivations
-from saliency_probe.probe.conditions import start_difference
 from saliency_probe.probe.context import AnalysisResult, ProbeContext
 from saliency_probe.probe.module import RegionProbeModule
 from saliency_probe.probe.options import ControlsOptions, FiguresOptions, OutputOptions
@@ -31,6 +30,7 @@ from saliency_probe.probe.sources import TrunkSource
 from saliency_probe.probe.stats import finetune_statistics
 from saliency_probe.probe.unit_figures import reference_source
 from saliency_probe.report import files
+from saliency_probe.report.conditions import start_difference
 from saliency_probe.report.figures import save_figure
 from saliency_probe.report.inner import UnitPanel, improvement_figure, inner_markdown, unit_panels
 from saliency_probe.report.statistics import finetune_lines
@@ -134,7 +134,7 @@ def finetune_payload(
     finetune_statistics` of its ``layer`` unit means against setup I's. ``skipped`` (the whole file) and each
     model's ``skipped`` say why a test was not run; nothing is left out silently. With ``conditions`` (a model's
     :func:`~saliency_probe.probe.conditions.model_conditions`) each model's ``start_differs`` says when it did not
-    start from setup I's weights (:func:`~saliency_probe.probe.conditions.start_difference`; null: the same start,
+    start from setup I's weights (:func:`~saliency_probe.report.conditions.start_difference`; null: the same start,
     or not checked without ``conditions``).
     """
     reference = reference_source(sources)

@@ -142,6 +142,16 @@ def same_images_differences(models: Sequence[Mapping[str, Any]]) -> list[str]:
     return []
 
 
+def start_difference(reference: Mapping[str, Any], tuned: Mapping[str, Any]) -> str | None:
+    """None when ``tuned`` started from the weights of ``reference`` (setup I), or when either's ``start``
+    (``models[i].conditions.start``) is not recorded; else one line saying what each started from."""
+    before, after = reference.get("start") or {}, tuned.get("start") or {}
+    if not before or not after or list(before.get("key") or ()) == list(after.get("key") or ()):
+        return None
+    return (f"started from {after.get('text')}, setup I from {before.get('text')}: its changes mix fine-tuning "
+            "with another start")
+
+
 def same_start_differences(models: Sequence[Mapping[str, Any]]) -> list[str]:
     """Table 7's other premise: pt, sp and sr start from the same weights (``conditions.start`` of each model)."""
     starts = {}
