@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from saliency_probe.data.synthetic import ensure_synthetic  # noqa: E402
-from saliency_probe.feature_cache import disk_table, from_storage, human_bytes  # noqa: E402
+from saliency_probe.feature_cache import disk_markdown, from_storage, human_bytes  # noqa: E402
 from saliency_probe.io_utils import write_text  # noqa: E402
 from saliency_probe.machine import cpu_name, load_average  # noqa: E402
 
@@ -266,15 +266,9 @@ def dtype_table(exact: dict[str, Job], rounded: dict[tuple[str, str], Job], seed
 
 
 def disk_lines(image_size: int) -> list[str]:
-    lines = [f"VGG-16 at {image_size} px (shapes from a dry run of the trunk, `python -m saliency_probe.feature_cache`); "
-             f"SALICON = {SALICON_IMAGES:,} images (10,000 train + 5,000 val):", "",
-             "| finetune.layers | boundary | C x h x w | per image, float32 | SALICON, float32 | SALICON, bfloat16/float16 |",
-             "|---|---|---|---:|---:|---:|"]
-    for row in disk_table("vgg16", image_size, SALICON_IMAGES):
-        lines.append(f"| {row['finetune.layers']} | {row['boundary']} | {row['shape']} | "
-                     f"{human_bytes(row['float32_per_image'])} | {human_bytes(row['float32_total'])} | "
-                     f"{human_bytes(row['half_total'])} |")
-    return lines
+    return [f"VGG-16 at {image_size} px (shapes from a dry run of the trunk, `python -m saliency_probe.feature_cache`); "
+            f"SALICON = {SALICON_IMAGES:,} images (10,000 train + 5,000 val):", "",
+            *disk_markdown("vgg16", image_size, SALICON_IMAGES)]
 
 
 def blur_by_convolution(fixations: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -773,6 +773,18 @@ def disk_table(backbone: str = "vgg16", image_size: int = 224, images: int = 150
     return rows
 
 
+def disk_markdown(backbone: str = "vgg16", image_size: int = 224, images: int = 15000,
+                  layers: list[str] | None = None) -> list[str]:
+    """:func:`disk_table` as Markdown lines (``python -m saliency_probe.feature_cache``, docs/benchmarks.md)."""
+    lines = ["| finetune.layers | boundary | C x h x w | per image, float32 | total, float32 | total, bfloat16/float16 |",
+             "|---|---|---|---:|---:|---:|"]
+    for row in disk_table(backbone, image_size, images, layers):
+        lines.append(f"| {row['finetune.layers']} | {row['boundary']} | {row['shape']} | "
+                     f"{human_bytes(row['float32_per_image'])} | {human_bytes(row['float32_total'])} | "
+                     f"{human_bytes(row['half_total'])} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Disk taken by the feature cache, per freeze boundary.")
     parser.add_argument("--backbone", default="vgg16")
@@ -781,12 +793,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", nargs="*", default=None, help="finetune.layers values (default: all but 'all')")
     args = parser.parse_args(argv)
     print(f"{args.backbone} at {args.image_size} px, {args.images:,} images")
-    print("| finetune.layers | boundary | C x h x w | per image (float32) | total float32 | total bfloat16/float16 |")
-    print("|---|---|---|---:|---:|---:|")
-    for row in disk_table(args.backbone, args.image_size, args.images, args.layers):
-        print(f"| {row['finetune.layers']} | {row['boundary']} | {row['shape']} | "
-              f"{human_bytes(row['float32_per_image'])} | {human_bytes(row['float32_total'])} | "
-              f"{human_bytes(row['half_total'])} |")
+    print("\n".join(disk_markdown(args.backbone, args.image_size, args.images, args.layers)))
 
 
 if __name__ == "__main__":

@@ -314,3 +314,15 @@ def test_disk_per_image_per_boundary_from_vgg16_shapes() -> None:
         assert rows[layers]["half_total"] == channels * side * side * 2 * 15000
     assert rows["1"]["boundary"] == "before conv5_3" and rows["6"]["boundary"] == "before conv4_1"
 
+
+
+def test_disk_command_prints_the_readme_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m saliency_probe.feature_cache --images 15000`` (README "Running at scale"): 512 x 14 x 14 float32
+    = 401,408 B = 392 KiB per image; x 15,000 = 5.6 GiB, half in 16-bit dtypes."""
+    from saliency_probe.feature_cache import main
+
+    main(["--images", "15000", "--layers", "0", "6"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "vgg16 at 224 px, 15,000 images"
+    assert "| 0 | after conv5_3 | 512x14x14 | 392.0 KiB | 5.6 GiB | 2.8 GiB |" in out
+    assert "| 6 | before conv4_1 | 256x28x28 | 784.0 KiB | 11.2 GiB | 5.6 GiB |" in out and len(out) == 5
