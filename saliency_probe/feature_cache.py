@@ -62,6 +62,7 @@ from saliency_probe.errors import ConfigError
 from saliency_probe.io_utils import write_json
 from saliency_probe.models.backbone import BackboneSpec, architecture
 from saliency_probe.models.trunks import SPLIT_FAMILIES, Trunk, TrunkSplit, make_trunk
+from saliency_probe.validation import target_class
 
 FORMAT_VERSION = 1
 KEY_FILE = "key.json"
@@ -137,11 +138,9 @@ def check_cache_config(cfg: Any) -> None:
             raise ConfigError(f"cache.features=true: data.{key} is set; with augmentation the frozen layers see other "
                               "images every epoch and their output cannot be stored once (cache.features=false)")
     target = data.get("_target_")
-    if target:
-        from hydra.utils import get_class
-
-        data_class = get_class(str(target))
-        if not hasattr(data_class, "train_augmentation") or data_class.train_augmentation is not None:
+    data_class = target_class(target) if target else None
+    if data_class is not None:
+        if getattr(data_class, "train_augmentation", "undeclared") is not None:
             raise ConfigError(f"cache.features=true: data module {target} does not declare train_augmentation=None "
                               "(fixed training images); the cache needs the same images every epoch")
     callbacks = cfg.get("callbacks") or {}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
@@ -31,7 +31,7 @@ from saliency_probe.run_context import (
     to_plain,
 )
 from saliency_probe.run_folder import TRAIN_SUMMARY, write_manifest
-from saliency_probe.validation import check_common, require_int, value_of
+from saliency_probe.validation import check_common, require_int, target_class, value_of
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError("trainer.max_epochs is null and trainer.max_steps is not set: the run would never end")
     if cfg.task.get("needs_labels"):
         target = str(value_of(cfg, "data._target_") or "")
-        if not hasattr(_data_class(target), "module_kwargs"):
+        if not hasattr(target_class(target), "module_kwargs"):
             raise ConfigError(f"task={cfg.task.name} needs scene labels, but data={target.rsplit('.', 1)[-1]} has "
                               "none; use data=synthetic_scenes or data=salicon_scenes (data.labels_file=CSV)")
     if cfg.get("ckpt_path"):
@@ -76,14 +76,6 @@ def validate_train_config(cfg: DictConfig) -> None:
             raise ConfigError(f"ckpt_path={path} is a folder; expected a checkpoint file (<run>/checkpoints/last.ckpt)")
         if not path.is_file():
             raise ConfigError(f"ckpt_path={path} does not exist; expected a checkpoint file written by train.py")
-
-
-def _data_class(target: str) -> type | None:
-    """The class a ``data._target_`` names (None when it cannot be imported: instantiation reports it)."""
-    try:
-        return get_class(target)
-    except Exception:  # noqa: BLE001 - any import failure is reported by instantiate with its own message
-        return None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

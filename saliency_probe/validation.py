@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from saliency_probe.errors import ConfigError
 
-__all__ = ["value_of", "require_int", "require_number", "require_choice", "as_name_list", "check_common",
+__all__ = ["value_of", "target_class", "require_int", "require_number", "require_choice", "as_name_list", "check_common",
            "MIN_IMAGE_SIDE"]
 
 #: The smallest input side the trunk accepts: VGG-16 halves it 5 times up to pool5 (1x1).
@@ -22,6 +22,18 @@ def value_of(cfg: DictConfig, key: str) -> Any:
     """``cfg``'s value at the dotted ``key`` (``_MISSING`` sentinel when absent)."""
     value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
     return value
+
+
+def target_class(target: Any) -> type | None:
+    """The class a ``_target_`` names, without building it; None when it cannot be imported (instantiation
+    reports that with its own message)."""
+    from hydra.utils import get_class
+
+    try:
+        found = get_class(str(target or ""))
+    except Exception:  # noqa: BLE001 - any unresolvable target: the caller's check does not apply
+        return None
+    return found if isinstance(found, type) else None
 
 
 def require_int(

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from saliency_probe.data.popout_generator import PARAMS_FILE
 from saliency_probe.data.popout_reader import PopoutDataset, collate_popout, ensure_popout
+from saliency_probe.validation import target_class
 
 __all__ = ["PopoutDataModule", "data_is_popout", "holds_set"]
 
@@ -71,9 +71,5 @@ class PopoutDataModule(pl.LightningDataModule):
 
 def data_is_popout(cfg: DictConfig | dict[str, Any]) -> bool:
     """True when the ``data`` group builds a :class:`PopoutDataModule` (``data=popout``), without building it."""
-    target = str((cfg.get("data") or {}).get("_target_") or "")
-    try:
-        cls = get_class(target)
-    except Exception:  # noqa: BLE001 - any unresolvable target is "not pop-out data"
-        return False
-    return isinstance(cls, type) and issubclass(cls, PopoutDataModule)
+    cls = target_class((cfg.get("data") or {}).get("_target_"))  # unresolvable: not pop-out data
+    return cls is not None and issubclass(cls, PopoutDataModule)
